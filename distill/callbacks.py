@@ -1,0 +1,100 @@
+"""Observers of a run: the student's cost, one metrics row per validation, and summary.json at the end."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+
+log = logging.getLogger(__name__)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomic JSON write: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+class RunReport(pl.Callback):
+    """Logs the student's params / mult-adds / CPU latency once, keeps one row of `val/*` metrics per
+    validation (written to `metrics.csv`), and writes `summary.json` (cost, final and best rows).
+
+    Args:
+        output_dir: the run directory.
+        cost_fn: `(model, img_size) -> dict` (e.g. `students.cost.cost_report`); its keys are logged
+            as `student/<key>`.
+        monitor: the metric that picks the best row.
+        latency: measure CPU latency too (a few seconds for large students).
+    """
+
+    def __init__(self, output_dir: str, cost_fn: Callable[..., dict], monitor: str = "val/agreement",
+                 latency: bool = True):
+        self.output_dir, self.cost_fn, self.monitor, self.latency = Path(output_dir), cost_fn, monitor, latency
+        self.rows: list[dict] = []
+        self.cost: dict = {}
+        self.extra: dict = {}
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows, "cost": self.cost}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows, self.cost = state["rows"], state["cost"]
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        student = getattr(pl_module, "student", None) or pl_module.model
+        img_size = student.pretrained_cfg["input_size"][-1]
+        if not self.cost:
+            self.cost = self.cost_fn(student, img_size, latency=self.latency)
+        for logger in trainer.loggers:
+            logger.log_metrics({f"student/{k}": float(v) for k, v in self.cost.items()}, step=trainer.global_step)
+        log.info("student cost: %s", self.cost)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # (not on_validation_epoch_end: callbacks run before the module's hook that logs the epoch metrics)
+        if trainer.sanity_checking:
+            return
+        metrics = {k: _plain(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if metrics:
+            self.rows.append({"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics})
+            self._write_csv()
+
+    @rank_zero_only
+    def _write_csv(self) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        keys = list(dict.fromkeys(k for row in self.rows for k in row))
+        tmp = self.output_dir / ".metrics.csv.tmp"
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.output_dir / "metrics.csv")
+
+    def summary(self) -> dict:
+        scored = [r for r in self.rows if r.get(self.monitor) is not None]
+        best = max(scored, key=lambda r: r[self.monitor]) if scored else None
+        return {"final": self.rows[-1] if self.rows else None, "best": best, "monitor": self.monitor,
+                "cost": self.cost, **self.extra}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.write_summary()
+
+    @rank_zero_only
+    def write_summary(self) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.output_dir / "summary.json", self.summary())

@@ -1,0 +1,254 @@
+"""Image folders -> batches of crops for teacher and student.
+
+One crop per image feeds both models: the crop box (and flip) is drawn once, then resized to the
+teacher's and to the student's resolution. Batches are uint8; each model normalises with its own
+mean/std on the device, which keeps worker->main-process traffic 4x smaller than float tensors.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import lightning.pytorch as pl
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+MAX_IMAGE_PIXELS = 100_000_000  # refuse decompression bombs from the header, before allocating
+
+
+@dataclass
+class FolderScan:
+    """Usable image files of a folder tree, and the skipped ones by reason."""
+
+    root: Path
+    files: list[Path] = field(default_factory=list)
+    skipped: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{len(v)} {k}" for k, v in sorted(self.skipped.items()))
+        return f"{self.root}: {len(self.files)} images" + (f"; skipped {reasons}" if reasons else "")
+
+
+def _check_image(path: Path) -> str | None:
+    """Why `path` is not a usable image (from its header, without decoding pixels), or None."""
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return "not_an_image_file"
+    if not path.exists():
+        return "dangling_symlink"
+    try:
+        if path.stat().st_size == 0:
+            return "empty_file"
+        with Image.open(path) as img:
+            width, height = img.size
+    except PermissionError:
+        return "unreadable"
+    except (UnidentifiedImageError, SyntaxError, ValueError):
+        return "not_an_image"
+    except Image.DecompressionBombError:
+        return "decompression_bomb"
+    except OSError:
+        return "unreadable"
+    if width * height > MAX_IMAGE_PIXELS:
+        return "decompression_bomb"
+    return None
+
+
+def scan_images(root: str | Path) -> FolderScan:
+    """Every image under `root`, recursively, in a stable order; class sub-folders are just folders."""
+    scan = FolderScan(Path(root))
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            reason = _check_image(path)
+            if reason:
+                scan.skipped[reason].append(str(path))
+            else:
+                scan.files.append(path)
+    return scan
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Decode any PIL mode (L, P, RGBA, CMYK, I;16) to RGB, applying the EXIF orientation."""
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode == "I;16" or img.mode == "I":
+            img = img.point(lambda v: v / 256).convert("L")
+        return img.convert("RGB")
+
+
+class CropViews:
+    """Draw one crop box per image (random-resized + flip in training, centred otherwise) and resize it
+    to every requested view size, e.g. {"teacher": 224, "student": 128}."""
+
+    def __init__(self, sizes: dict[str, int], train: bool, scale: Sequence[float] = (0.35, 1.0),
+                 ratio: Sequence[float] = (3 / 4, 4 / 3), hflip: bool = True, crop_pct: float = 1.0):
+        self.sizes, self.train, self.scale, self.ratio = sizes, train, tuple(scale), tuple(ratio)
+        self.hflip, self.crop_pct = hflip, crop_pct
+
+    def box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of the crop."""
+        if not self.train:
+            side = max(1, round(self.crop_pct * min(width, height)))
+            return (height - side) // 2, (width - side) // 2, side, side
+        area = width * height
+        for _ in range(10):  # torchvision's RandomResizedCrop rule, with Python's RNG (seeded per worker)
+            target = area * random.uniform(*self.scale)
+            aspect = math.exp(random.uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
+            w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+            if 0 < w <= width and 0 < h <= height:
+                return random.randint(0, height - h), random.randint(0, width - w), h, w
+        side = min(width, height)
+        return (height - side) // 2, (width - side) // 2, side, side
+
+    def __call__(self, img: Image.Image) -> dict[str, torch.Tensor]:
+        pixels = TF.pil_to_tensor(img)  # 3,H,W uint8
+        top, left, h, w = self.box(img.width, img.height)
+        flip = self.train and self.hflip and random.random() < 0.5
+        views, by_size = {}, {}
+        for name, size in self.sizes.items():
+            if size not in by_size:
+                view = TF.resized_crop(pixels, top, left, h, w, [size, size], antialias=True)
+                by_size[size] = TF.horizontal_flip(view) if flip else view
+            views[name] = by_size[size]
+        return views
+
+
+class ImageFiles(Dataset):
+    """Files (with labels, or -1 for unlabeled) -> {view name: uint8 3xSxS, "label": int}."""
+
+    def __init__(self, files: Sequence[Path], labels: Sequence[int] | None, transform: CropViews):
+        self.files, self.transform = list(files), transform
+        self.labels = list(labels) if labels is not None else [-1] * len(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        for offset in range(len(self.files)):
+            i = (index + offset) % len(self.files)
+            try:
+                img = load_rgb(self.files[i])
+            except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt pixel data
+                log.warning("skipping undecodable image %s (%s)", self.files[i], err)
+                continue
+            return {**self.transform(img), "label": self.labels[i]}
+        raise RuntimeError("no image in this dataset can be decoded")
+
+
+def class_folders(root: str | Path, key: str = "data.train_dir") -> list[str]:
+    """Sorted sub-folder names of an ImageFolder-layout tree: its class names."""
+    root = _existing_dir(str(root), key)
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not folders:
+        raise ValueError(f"{root} has no class sub-folders: a labeled folder needs ImageFolder layout (root/class/img)")
+    return folders
+
+
+def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str) -> tuple[list[Path], list[int], list[str]]:
+    """An ImageFolder-layout tree -> files, label indices in the teacher's class order, folder names.
+
+    With `class_names` (the teacher's), each folder name must be one of them; without, folders map to
+    outputs in sorted order."""
+    root = Path(root)
+    folders = class_folders(root, key)
+    if class_names is not None:
+        unknown = [f for f in folders if f not in class_names]
+        if unknown:
+            raise ValueError(f"class folders {unknown[:5]} in {root} are not among the teacher's {len(class_names)} "
+                             f"classes (e.g. {list(class_names)[:5]}); fix the folder names or the teacher's class list")
+        index = {name: i for i, name in enumerate(class_names)}
+    else:
+        index = {name: i for i, name in enumerate(folders)}
+    files, labels = [], []
+    for folder in folders:
+        scan = scan_images(root / folder)
+        files += scan.files
+        labels += [index[folder]] * len(scan.files)
+    return files, labels, folders
+
+
+def default_num_workers() -> int:
+    # Workers share the cores with the training step: one decoder per two cores leaves the rest to compute.
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+class DistillDataModule(pl.LightningDataModule):
+    """Unlabeled (or labeled) training images and an optional labeled validation folder.
+
+    Args:
+        image_sizes: view name -> resolution, e.g. {"teacher": 224, "student": 128} (set by train.py).
+        unlabeled_dir: any folder tree of images; labels are never read from it.
+        train_dir: a labeled ImageFolder tree; used instead of `unlabeled_dir` when given (teacher
+            fine-tuning, or a hard-label term).
+        val_dir: a labeled ImageFolder tree for accuracy; folder names must be the teacher's classes.
+        class_names: the teacher's classes, in output order (None: folders map by sorted order).
+        batch_size, num_workers (None: one per two cores), train_scale (random-resized-crop area range),
+        hflip, eval_crop_pct: the usual.
+    """
+
+    def __init__(self, image_sizes: dict[str, int], unlabeled_dir: str | None = None, train_dir: str | None = None,
+                 val_dir: str | None = None, class_names: Sequence[str] | None = None, batch_size: int = 64,
+                 num_workers: int | None = None, train_scale: Sequence[float] = (0.35, 1.0), hflip: bool = True,
+                 eval_crop_pct: float = 1.0, pin_memory: bool = False):
+        super().__init__()
+        self.image_sizes = dict(image_sizes)
+        self.unlabeled_dir, self.train_dir, self.val_dir = unlabeled_dir, train_dir, val_dir
+        self.class_names = list(class_names) if class_names is not None else None
+        self.batch_size = batch_size
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.train_scale, self.hflip, self.eval_crop_pct, self.pin_memory = train_scale, hflip, eval_crop_pct, pin_memory
+        self.train_set, self.val_set = self._build_sets()
+
+    def _build_sets(self) -> tuple[ImageFiles, ImageFiles | None]:
+        # Built (and checked) at construction so a bad folder fails before any model work starts.
+        train_views = CropViews(self.image_sizes, train=True, scale=self.train_scale, hflip=self.hflip)
+        if self.train_dir:
+            files, labels, _ = labeled_files(self.train_dir, self.class_names, "data.train_dir")
+            source = self.train_dir
+        elif self.unlabeled_dir:
+            scan = scan_images(_existing_dir(self.unlabeled_dir, "data.unlabeled_dir"))
+            log.info("unlabeled %s", scan.summary())
+            self.unlabeled_scan = scan
+            files, labels, source = scan.files, None, self.unlabeled_dir
+        else:
+            raise ValueError("no training images: set data.unlabeled_dir (or data.train_dir for labeled images)")
+        if not files:
+            raise ValueError(f"no usable images under {source}")
+        train_set = ImageFiles(files, labels, train_views)
+        val_set = None
+        if self.val_dir:
+            files, labels, _ = labeled_files(self.val_dir, self.class_names, "data.val_dir")
+            if not files:
+                raise ValueError(f"no usable images under data.val_dir={self.val_dir}")
+            val_set = ImageFiles(files, labels, CropViews(self.image_sizes, train=False, crop_pct=self.eval_crop_pct))
+        return train_set, val_set
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
+                          drop_last=shuffle and len(dataset) > self.batch_size)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []
+
+
+def _existing_dir(path: str, key: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise FileNotFoundError(f"{key}={path} is not a directory")
+    return p

@@ -1,0 +1,114 @@
+"""Build students by name, and write/read the standalone student file (safetensors + JSON)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import timm
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+V1_PREFIX = "mobilenet_v1"
+SMALL_INPUT = 96  # below this, a stride-2 stem leaves too little spatial extent (1x1 at 32 px)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def create_student(
+    num_classes: int,
+    name: str = "mobilenet_v1",
+    alpha: float = 1.0,
+    img_size: int = 224,
+    act: str = "relu",
+    drop_rate: float = 0.0,
+    shallow: bool = False,
+    stem_stride: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    label_names: Sequence[str] | None = None,
+) -> nn.Module:
+    """A randomly initialised student whose `pretrained_cfg` carries its own data config.
+
+    Args:
+        num_classes: the teacher's class count.
+        name: `mobilenet_v1` (the paper's net; width from `alpha`) or any timm model name
+            (`mobilenetv2_050`, `mobilenetv3_small_100`, ...; width is in the name).
+        alpha: width multiplier, for `mobilenet_v1` only.
+        img_size: the student's input resolution (rho = img_size / 224).
+        act, shallow, stem_stride: `mobilenet_v1` options (see `MobileNetV1`); stem_stride None picks
+            1 (the small-input stem) below 96 px and the paper's 2 otherwise.
+        drop_rate: dropout before the classifier.
+        mean, std: the student's input normalisation (stored with the student file).
+        label_names: class names, stored with the student file.
+    """
+    if name not in timm.list_models(name):
+        raise ValueError(f"student.name={name!r} is not a timm model; try `mobilenet_v1` or e.g. `mobilenetv2_050`")
+    if img_size < 16:
+        raise ValueError(f"student.img_size={img_size} is too small: use at least 16 px")
+    if stem_stride is None:
+        stem_stride = 1 if img_size < SMALL_INPUT else 2
+    kwargs: dict[str, Any] = dict(num_classes=num_classes, drop_rate=drop_rate)
+    if name == V1_PREFIX:
+        kwargs.update(alpha=alpha, act=act, shallow=shallow, stem_stride=stem_stride)
+    elif name.startswith(V1_PREFIX):  # a fixed-width variant such as mobilenet_v1_050
+        kwargs.update(act=act, stem_stride=stem_stride)
+    elif alpha != 1.0:
+        raise ValueError(f"student.alpha={alpha} applies to mobilenet_v1 only; timm models carry their width "
+                         f"in the name (e.g. mobilenetv2_050)")
+    data_cfg = dict(input_size=(3, img_size, img_size), mean=tuple(mean), std=tuple(std), crop_pct=1.0,
+                    label_names=tuple(label_names) if label_names else None)
+    model = timm.create_model(name, pretrained=False, pretrained_cfg_overlay=data_cfg, **kwargs)
+    model.model_args = {k: v for k, v in kwargs.items() if k != "num_classes"}  # to rebuild it from the file
+    return model
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write via a temp file in the same folder + rename, so a crash never leaves a truncated file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_student(model: nn.Module, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write `path` (.safetensors) and its sidecar `path.with_suffix('.json')`; returns the weights path."""
+    path = Path(path).with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = model.pretrained_cfg
+    meta = dict(
+        model_name=cfg["architecture"],
+        model_args=getattr(model, "model_args", {}),
+        num_classes=model.num_classes,
+        img_size=cfg["input_size"][-1],
+        mean=list(cfg["mean"]),
+        std=list(cfg["std"]),
+        interpolation=cfg.get("interpolation", "bilinear"),
+        label_names=list(cfg["label_names"]) if cfg.get("label_names") else None,
+        **(extra or {}),
+    )
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    text = json.dumps(meta, indent=2, default=str)
+    _atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"student": text}))
+    _atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text + "\n"))
+    return path
+
+
+def load_student(path: str | Path) -> nn.Module:
+    """Rebuild a student from its file with timm (after `import students`), weights loaded, in eval mode."""
+    path = Path(path).with_suffix(".safetensors")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    overlay = dict(file=str(path), input_size=(3, meta["img_size"], meta["img_size"]), mean=tuple(meta["mean"]),
+                   std=tuple(meta["std"]), crop_pct=1.0, num_classes=meta["num_classes"],
+                   label_names=tuple(meta["label_names"]) if meta.get("label_names") else None)
+    model = timm.create_model(meta["model_name"], pretrained=True, pretrained_cfg_overlay=overlay,
+                              num_classes=meta["num_classes"], **meta["model_args"])
+    model.model_args = meta["model_args"]
+    return model.eval()

@@ -1,0 +1,4 @@
+"""Teachers: any timm classifier, from the hub or a local checkpoint, frozen and self-describing."""
+from .factory import create_teacher, describe, for_classes, load_state_dict, save_teacher
+
+__all__ = ["create_teacher", "describe", "for_classes", "load_state_dict", "save_teacher"]

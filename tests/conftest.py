@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny generated image folders, a tiny saved teacher, and the real config composed."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(2)
+
+import students  # noqa: E402,F401  (registers mobilenet_v1* in timm)
+from teachers import for_classes, save_teacher  # noqa: E402
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CLASSES = ["ant", "bee", "cat"]
+COLOURS = {"ant": (200, 30, 30), "bee": (30, 200, 30), "cat": (30, 30, 200)}
+
+
+def write_images(root: Path, per_class: int, size: int = 24, seed: int = 0) -> Path:
+    """An ImageFolder tree whose classes differ by colour, so a teacher can actually be right."""
+    rng = random.Random(seed)
+    for name in CLASSES:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            colour = tuple(min(255, max(0, c + rng.randint(-40, 40))) for c in COLOURS[name])
+            img = Image.new("RGB", (size + rng.randint(0, 8), size), colour)
+            img.putpixel((rng.randrange(size), rng.randrange(size)), (255, 255, 255))
+            img.save(root / name / (f"{i:03d}.png" if i % 2 else f"{i:03d}.JPG"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("data")
+    return {"train": write_images(root / "train", 12), "val": write_images(root / "val", 4, seed=1)}
+
+
+@pytest.fixture(scope="session")
+def teacher_file(tmp_path_factory) -> Path:
+    """A random-weight timm `test_resnet` teacher for CLASSES at 16 px, saved the way task=teacher saves."""
+    torch.manual_seed(0)
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=len(CLASSES),
+                              pretrained_cfg_overlay=dict(input_size=(3, 16, 16)))
+    return save_teacher(for_classes(model, CLASSES), tmp_path_factory.mktemp("teacher") / "teacher", "test_resnet")
+
+
+def compose_cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.fixture
+def make_cfg(tmp_path, folders, teacher_file):
+    """The real config for a few-step run on the tiny folders and teacher, plus any overrides."""
+
+    def make(*overrides: str, output_dir: Path | None = None):
+        return compose_cfg([
+            f"paths.output_dir={output_dir or tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}",
+            f"data.unlabeled_dir={folders['train']}", f"data.val_dir={folders['val']}",
+            "teacher.name=test_resnet", f"teacher.checkpoint_path={teacher_file}",
+            "student.alpha=0.25", "student.img_size=16", "debug=fast", "logger=csv", *overrides,
+        ])
+
+    return make

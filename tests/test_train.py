@@ -1,0 +1,99 @@
+"""End to end through train.py's real config: a few steps of distillation and of teacher training."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import students
+import train
+from distill.module import DistillModule
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_distill_end_to_end(make_cfg, tmp_path):
+    out = tmp_path / "run"
+    summary = train.train(make_cfg())
+
+    saved = json.loads((out / "summary.json").read_text())
+    for key in ("val/top1", "val/top5", "val/agreement", "val/kl", "val/teacher_top1"):
+        assert 0 <= saved["final"][key] <= (1 if key != "val/kl" else 1e6), key
+    assert saved["cost"]["params"] == summary["cost"]["params"] > 0
+    assert saved["cost"]["macs"] > 0
+    assert (out / "checkpoints" / "last.ckpt").exists()
+    assert (out / "metrics.csv").read_text().count("\n") == 2  # header + one validation
+
+    # The standalone student file reproduces the checkpointed student's logits exactly.
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert not any(k.startswith("teacher.") for k in ckpt["state_dict"]), "teacher weights leaked into checkpoint"
+    student = students.load_student(out / "student.safetensors")
+    reference = students.create_student(**_student_args(out))
+    reference.load_state_dict({k[len("student."):]: v for k, v in ckpt["state_dict"].items()
+                               if k.startswith("student.")})
+    x = torch.randn(3, 3, 16, 16)
+    assert torch.equal(student(x), reference.eval()(x))
+    assert student.pretrained_cfg["label_names"] == ("ant", "bee", "cat")
+
+
+def _student_args(run: Path) -> dict:
+    meta = json.loads((run / "student.json").read_text())
+    return dict(num_classes=meta["num_classes"], img_size=meta["img_size"], **meta["model_args"])
+
+
+def test_teacher_stays_frozen(make_cfg, tmp_path):
+    cfg = make_cfg("debug=fast")
+    train.train(cfg)
+    from teachers import create_teacher
+
+    teacher = create_teacher("test_resnet", checkpoint_path=cfg.teacher.checkpoint_path)
+    after = load_file(str(cfg.teacher.checkpoint_path))
+    assert all(torch.equal(teacher.state_dict()[k], v) for k, v in after.items())
+
+    # In the module: eval mode survives .train(), and the optimizer sees student parameters only.
+    module = DistillModule(teacher, students.create_student(3, alpha=0.25, img_size=16), torch.optim.SGD)
+    module.train()
+    assert not module.teacher.training and module.student.training
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    optimized = {id(p) for g in groups for p in g["params"]}
+    assert optimized == {id(p) for p in module.student.parameters()}
+    assert not any(p.requires_grad for p in module.teacher.parameters())
+
+
+def test_teacher_task_then_distill(make_cfg, tmp_path, folders):
+    cfg = make_cfg("task=teacher", f"data.train_dir={folders['train']}", f"data.val_dir={folders['val']}",
+                   "teacher.checkpoint_path=null", "teacher.img_size=16", output_dir=tmp_path / "teacher_run")
+    result = train.train(cfg)
+    teacher_file = Path(result["teacher_file"])
+    assert (teacher_file.parent / "classes.txt").read_text().split() == ["ant", "bee", "cat"]
+
+    summary = train.train(make_cfg(f"teacher.checkpoint_path={teacher_file}", output_dir=tmp_path / "distill_run"))
+    assert summary["final"]["val/teacher_top1"] is not None
+
+
+@pytest.mark.parametrize("override, message", [
+    ("student.alpha=-0.5", "student.alpha"),
+    ("distill.temperature=0", "distill.temperature"),
+    ("data.unlabeled_dir=/nonexistent/folder", "data.unlabeled_dir"),
+    ("teacher.checkpoint_path=/nonexistent/teacher.pth", "teacher.checkpoint_path"),
+])
+def test_bad_config_is_one_line_error(make_cfg, override, message):
+    with pytest.raises(train.UserError, match=message.replace(".", r"\.")):
+        train.train(make_cfg(override))
+
+
+def test_cli_bad_config_exits_with_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "train.py", "student.alpha=0", f"paths.cache_dir={tmp_path}",
+         f"data.unlabeled_dir={tmp_path}", "data.val_dir=null", "teacher.checkpoint_path=null",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,148 @@
+"""Distil a timm teacher into a MobileNet student, or (task=teacher) train the teacher itself.
+
+    python train.py                       # the embedded demo, offline
+    python train.py data.unlabeled_dir=D data.val_dir=V teacher.name=resnet18 teacher.checkpoint_path=C \
+        student.alpha=0.5 student.img_size=32
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import lightning.pytorch as pl
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from timm.data import resolve_model_data_config
+
+import students
+from distill.callbacks import write_json
+from distill.data import class_folders
+from teachers import describe, for_classes, save_teacher
+
+log = logging.getLogger("train")
+
+
+class UserError(Exception):
+    """A bad path, value or file in the user's config: reported in one line, exit code 2."""
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turn the ValueError / FileNotFoundError our constructors raise for bad input into a UserError."""
+    try:
+        yield
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, (ValueError, FileNotFoundError)):
+            raise UserError(str(cause)) from cause
+        raise
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError(str(err)) from err
+
+
+def build_trainer(cfg: DictConfig) -> pl.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return trainer
+
+
+def distill(cfg: DictConfig) -> dict:
+    output_dir = Path(cfg.paths.output_dir)
+    with user_errors():
+        teacher = instantiate(cfg.teacher)
+        teacher_size = resolve_model_data_config(teacher)["input_size"][-1]
+        student_size = cfg.student.img_size or teacher_size
+        label_names = teacher.pretrained_cfg.get("label_names")
+        log.info("teacher %s", describe(teacher))
+        student = instantiate(cfg.student, num_classes=teacher.num_classes, img_size=student_size,
+                              label_names=label_names)
+        datamodule = instantiate(cfg.data, image_sizes={"teacher": teacher_size, "student": student_size},
+                                 class_names=label_names)
+        module = instantiate(cfg.distill, teacher=teacher, student=student)
+        trainer = build_trainer(cfg)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"))
+
+    report = next(c for c in trainer.callbacks if hasattr(c, "summary"))
+    summary = report.summary()
+    final = summary["final"] or {}
+    student_file = students.save_student(module.student.cpu(), output_dir / "student", extra={
+        "teacher": describe(teacher), "metrics": final})
+    summary.update(student_file=str(student_file), teacher=describe(teacher), alpha=cfg.student.alpha,
+                   img_size=student_size, student=cfg.student.name)
+    write_json(output_dir / "summary.json", summary)
+    print(result_table(summary))
+    return summary
+
+
+def train_teacher(cfg: DictConfig) -> dict:
+    output_dir = Path(cfg.paths.output_dir)
+    with user_errors():
+        if not cfg.data.train_dir:
+            raise ValueError("task=teacher needs data.train_dir=LABELED_FOLDER (ImageFolder layout)")
+        classes = class_folders(cfg.data.train_dir)
+        teacher = for_classes(instantiate(cfg.teacher), classes)
+        size = resolve_model_data_config(teacher)["input_size"][-1]
+        log.info("training teacher %s on %d classes", describe(teacher), len(classes))
+        datamodule = instantiate(cfg.data, image_sizes={"teacher": size}, class_names=classes)
+        module = instantiate(cfg.finetune, model=teacher)
+        trainer = build_trainer(cfg)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"))
+
+    path = save_teacher(module.model.cpu(), output_dir / "teacher.safetensors", cfg.teacher.name)
+    top1 = trainer.callback_metrics.get("val/top1")
+    summary = {"teacher_file": str(path), "teacher": describe(module.model),
+               "val/top1": None if top1 is None else float(top1)}
+    write_json(output_dir / "summary.json", summary)
+    print(f"\nteacher written to {path}" + (f" (val top-1 {float(top1):.4f})" if top1 is not None else "")
+          + f"\ndistill with: python train.py teacher.name={cfg.teacher.name} teacher.checkpoint_path={path} ...")
+    return summary
+
+
+def result_table(summary: dict) -> str:
+    final, cost = summary["final"] or {}, summary["cost"]
+
+    def pct(key: str) -> str:
+        return f"{100 * final[key]:.1f}%" if final.get(key) is not None else "n/a"
+
+    rows = [("teacher", summary["teacher"]), ("teacher top-1", pct("val/teacher_top1")),
+            (f"student {summary['student']} alpha={summary['alpha']} {summary['img_size']}px", ""),
+            ("student top-1", pct("val/top1")), ("agreement with teacher", pct("val/agreement")),
+            ("params", f"{cost['params'] / 1e6:.3f} M"), ("mult-adds", f"{cost['macs'] / 1e6:.2f} M"),
+            ("student file", summary["student_file"])]
+    width = max(len(k) for k, _ in rows)
+    return "\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Everything a run does, given a composed config (tests call this directly)."""
+    pl.seed_everything(cfg.seed, workers=True)
+    with user_errors():
+        if cfg.get("demo"):
+            instantiate(cfg.demo)
+    return train_teacher(cfg) if cfg.task == "teacher" else distill(cfg)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> dict | None:
+    try:
+        return train(cfg)
+    except UserError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        log.error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
