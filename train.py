@@ -14,14 +14,15 @@ from pathlib import Path
 
 import hydra
 import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from timm.data import resolve_model_data_config
 
 import students
-from distill.callbacks import write_json
-from distill.data import class_folders
+from distill.callbacks import RunReport, write_json
+from distill.data import class_folders, skipped_counts
 from teachers import describe, for_classes, save_teacher
 
 log = logging.getLogger("train")
@@ -45,6 +46,36 @@ def user_errors():
         raise UserError(str(err)) from err
 
 
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint to continue from: `resume=PATH`, or with `resume=auto` the newest earlier run of the
+    same command (same overrides) that left checkpoints/last.ckpt. That run's directory becomes this run's
+    output directory, so checkpoints, metrics, the W&B run id and the student file all continue there."""
+    resume = cfg.get("resume")
+    if not resume:
+        return None
+    if resume != "auto":
+        if not Path(resume).is_file():
+            raise FileNotFoundError(f"resume={resume} does not exist (use resume=auto or a .ckpt path)")
+        return str(resume)
+    current = Path(cfg.paths.output_dir).resolve()
+    command = _overrides_without_resume(HydraConfig.get().overrides.task)
+    for run in sorted(current.parent.iterdir(), reverse=True):
+        last = run / "checkpoints" / "last.ckpt"
+        overrides = run / ".hydra" / "overrides.yaml"
+        if run.resolve() == current or not last.is_file() or not overrides.is_file():
+            continue
+        if _overrides_without_resume(OmegaConf.load(overrides)) == command:
+            log.info("resume=auto: continuing %s from %s", run, last)
+            OmegaConf.update(cfg, "paths.output_dir", str(run))
+            return str(last)
+    log.info("resume=auto: no earlier run of this command has a checkpoint; starting fresh")
+    return None
+
+
+def _overrides_without_resume(overrides) -> list[str]:
+    return sorted(o for o in overrides if not o.startswith(("resume=", "hydra.")))
+
+
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
@@ -55,6 +86,8 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
 
 
 def distill(cfg: DictConfig) -> dict:
+    with user_errors():
+        checkpoint = resume_checkpoint(cfg)
     output_dir = Path(cfg.paths.output_dir)
     with user_errors():
         teacher = instantiate(cfg.teacher)
@@ -64,26 +97,30 @@ def distill(cfg: DictConfig) -> dict:
         log.info("teacher %s", describe(teacher))
         student = instantiate(cfg.student, num_classes=teacher.num_classes, img_size=student_size,
                               label_names=label_names)
+        log.info("student %s alpha=%s at %d px, mean %s, std %s", cfg.student.name, cfg.student.alpha,
+                 student_size, list(cfg.student.mean), list(cfg.student.std))
         datamodule = instantiate(cfg.data, image_sizes={"teacher": teacher_size, "student": student_size},
-                                 class_names=label_names)
+                                 class_names=label_names, num_classes=teacher.num_classes)
         module = instantiate(cfg.distill, teacher=teacher, student=student)
         trainer = build_trainer(cfg)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
 
-    report = next(c for c in trainer.callbacks if hasattr(c, "summary"))
+    report = next(c for c in trainer.callbacks if isinstance(c, RunReport))
     summary = report.summary()
-    final = summary["final"] or {}
-    student_file = students.save_student(module.student.cpu(), output_dir / "student", extra={
-        "teacher": describe(teacher), "metrics": final})
-    summary.update(student_file=str(student_file), teacher=describe(teacher), alpha=cfg.student.alpha,
-                   img_size=student_size, student=cfg.student.name)
-    write_json(output_dir / "summary.json", summary)
-    print(result_table(summary))
+    summary.update(teacher=describe(teacher), student=cfg.student.name, alpha=cfg.student.alpha,
+                   img_size=student_size, skipped_files=skipped_counts(datamodule.skipped_log))
+    if trainer.is_global_zero:
+        summary["student_file"] = str(students.save_student(module.student.cpu(), output_dir / "student", extra={
+            "teacher": summary["teacher"], "metrics": summary["final"]}))
+        write_json(output_dir / "summary.json", summary)
+        print(result_table(summary))
     return summary
 
 
 def train_teacher(cfg: DictConfig) -> dict:
+    with user_errors():
+        checkpoint = resume_checkpoint(cfg)
     output_dir = Path(cfg.paths.output_dir)
     with user_errors():
         if not cfg.data.train_dir:
@@ -96,7 +133,7 @@ def train_teacher(cfg: DictConfig) -> dict:
         module = instantiate(cfg.finetune, model=teacher)
         trainer = build_trainer(cfg)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
 
     path = save_teacher(module.model.cpu(), output_dir / "teacher.safetensors", cfg.teacher.name)
     top1 = trainer.callback_metrics.get("val/top1")
@@ -136,12 +173,12 @@ def train(cfg: DictConfig) -> dict:
 def main(cfg: DictConfig) -> dict | None:
     try:
         return train(cfg)
-    except UserError as err:
+    except (UserError, FloatingPointError) as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(2 if isinstance(err, UserError) else 3)
 
 
 if __name__ == "__main__":

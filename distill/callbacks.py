@@ -98,3 +98,29 @@ class RunReport(pl.Callback):
     def write_summary(self) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.output_dir / "summary.json", self.summary())
+
+
+class FaultCheckpoint(pl.Callback):
+    """Save a resumable checkpoint when a run is stopped (SIGTERM from a scheduler, Ctrl-C) or diverges.
+
+    SIGTERM: Lightning stops at the next step boundary; the checkpoint goes to `last.ckpt`, which
+    `resume=auto` picks up. A non-finite loss is caught before the optimizer step, so the weights saved
+    in `before-fault.ckpt` are the last good ones.
+    """
+
+    def __init__(self, dirpath: str):
+        self.dirpath = Path(dirpath)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, FloatingPointError):
+            name = "before-fault.ckpt"
+        elif isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            name = "last.ckpt"
+        else:
+            return
+        path = self.dirpath / name
+        trainer.save_checkpoint(path)  # Lightning writes checkpoints atomically (temp file + rename)
+        log.warning("run stopped (%s) at epoch %d, step %d: checkpoint saved to %s", type(exception).__name__,
+                    trainer.current_epoch, trainer.global_step, path)

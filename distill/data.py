@@ -125,12 +125,35 @@ class CropViews:
         return views
 
 
-class ImageFiles(Dataset):
-    """Files (with labels, or -1 for unlabeled) -> {view name: uint8 3xSxS, "label": int}."""
+def record_skipped(log_file: Path | None, reason: str, paths: Sequence[str]) -> None:
+    """Append "reason<TAB>path" lines; small appends are atomic, so loader workers can share the file."""
+    if log_file is None or not paths:
+        return
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("a") as f:
+        f.write("".join(f"{reason}\t{p}\n" for p in paths))
 
-    def __init__(self, files: Sequence[Path], labels: Sequence[int] | None, transform: CropViews):
-        self.files, self.transform = list(files), transform
+
+def skipped_counts(log_file: Path | None) -> dict[str, int]:
+    """Skipped files by reason, from the run's skipped_files.tsv."""
+    counts: dict[str, int] = defaultdict(int)
+    if log_file is not None and log_file.exists():
+        for line in log_file.read_text().splitlines():
+            counts[line.split("\t", 1)[0]] += 1
+    return dict(counts)
+
+
+class ImageFiles(Dataset):
+    """Files (with labels, or -1 for unlabeled) -> {view name: uint8 3xSxS, "label": int}.
+
+    Pixel data is decoded lazily: a file whose header passed the scan but whose data is truncated or
+    corrupt is recorded in `skipped_log` and replaced by the next image, so a run never dies on it."""
+
+    def __init__(self, files: Sequence[Path], labels: Sequence[int] | None, transform: CropViews,
+                 skipped_log: Path | None = None):
+        self.files, self.transform, self.skipped_log = list(files), transform, skipped_log
         self.labels = list(labels) if labels is not None else [-1] * len(self.files)
+        self.bad: set[int] = set()  # per worker process
 
     def __len__(self) -> int:
         return len(self.files)
@@ -138,10 +161,14 @@ class ImageFiles(Dataset):
     def __getitem__(self, index: int) -> dict:
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
+            if i in self.bad:
+                continue
             try:
                 img = load_rgb(self.files[i])
-            except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt pixel data
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # corrupt pixel data
+                self.bad.add(i)
                 log.warning("skipping undecodable image %s (%s)", self.files[i], err)
+                record_skipped(self.skipped_log, "undecodable", [str(self.files[i])])
                 continue
             return {**self.transform(img), "label": self.labels[i]}
         raise RuntimeError("no image in this dataset can be decoded")
@@ -156,7 +183,8 @@ def class_folders(root: str | Path, key: str = "data.train_dir") -> list[str]:
     return folders
 
 
-def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str) -> tuple[list[Path], list[int], list[str]]:
+def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str,
+                  num_classes: int | None = None) -> tuple[list[Path], list[int], list[str]]:
     """An ImageFolder-layout tree -> files, label indices in the teacher's class order, folder names.
 
     With `class_names` (the teacher's), each folder name must be one of them; without, folders map to
@@ -170,6 +198,10 @@ def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str)
                              f"classes (e.g. {list(class_names)[:5]}); fix the folder names or the teacher's class list")
         index = {name: i for i, name in enumerate(class_names)}
     else:
+        if num_classes is not None and len(folders) > num_classes:
+            raise ValueError(f"{key}={root} has {len(folders)} class folders but the teacher has {num_classes} "
+                             f"outputs; give the teacher a class list (classes.txt beside its checkpoint)")
+        log.warning("the teacher has no class names: %s's folders map to its outputs in sorted order", key)
         index = {name: i for i, name in enumerate(folders)}
     files, labels = [], []
     for folder in folders:
@@ -194,45 +226,55 @@ class DistillDataModule(pl.LightningDataModule):
             fine-tuning, or a hard-label term).
         val_dir: a labeled ImageFolder tree for accuracy; folder names must be the teacher's classes.
         class_names: the teacher's classes, in output order (None: folders map by sorted order).
+        num_classes: the teacher's output count, to check folders against when it has no class names.
         batch_size, num_workers (None: one per two cores), train_scale (random-resized-crop area range),
         hflip, eval_crop_pct: the usual.
+        skipped_log: where every skipped file is listed with its reason (skipped_files.tsv in the run dir).
     """
 
     def __init__(self, image_sizes: dict[str, int], unlabeled_dir: str | None = None, train_dir: str | None = None,
-                 val_dir: str | None = None, class_names: Sequence[str] | None = None, batch_size: int = 64,
+                 val_dir: str | None = None, class_names: Sequence[str] | None = None,
+                 num_classes: int | None = None, batch_size: int = 64,
                  num_workers: int | None = None, train_scale: Sequence[float] = (0.35, 1.0), hflip: bool = True,
-                 eval_crop_pct: float = 1.0, pin_memory: bool = False):
+                 eval_crop_pct: float = 1.0, pin_memory: bool = False, skipped_log: str | None = None):
         super().__init__()
         self.image_sizes = dict(image_sizes)
         self.unlabeled_dir, self.train_dir, self.val_dir = unlabeled_dir, train_dir, val_dir
         self.class_names = list(class_names) if class_names is not None else None
+        self.num_classes = num_classes
         self.batch_size = batch_size
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.train_scale, self.hflip, self.eval_crop_pct, self.pin_memory = train_scale, hflip, eval_crop_pct, pin_memory
+        self.skipped_log = Path(skipped_log) if skipped_log else None
+        if self.skipped_log is not None and self.skipped_log.exists():
+            self.skipped_log.unlink()  # a resumed run re-scans; don't count its files twice
         self.train_set, self.val_set = self._build_sets()
 
     def _build_sets(self) -> tuple[ImageFiles, ImageFiles | None]:
         # Built (and checked) at construction so a bad folder fails before any model work starts.
         train_views = CropViews(self.image_sizes, train=True, scale=self.train_scale, hflip=self.hflip)
         if self.train_dir:
-            files, labels, _ = labeled_files(self.train_dir, self.class_names, "data.train_dir")
+            files, labels, _ = labeled_files(self.train_dir, self.class_names, "data.train_dir", self.num_classes)
             source = self.train_dir
         elif self.unlabeled_dir:
             scan = scan_images(_existing_dir(self.unlabeled_dir, "data.unlabeled_dir"))
             log.info("unlabeled %s", scan.summary())
-            self.unlabeled_scan = scan
+            for reason, paths in scan.skipped.items():
+                log.warning("skipped %d files (%s), e.g. %s", len(paths), reason, ", ".join(paths[:3]))
+                record_skipped(self.skipped_log, reason, paths)
             files, labels, source = scan.files, None, self.unlabeled_dir
         else:
             raise ValueError("no training images: set data.unlabeled_dir (or data.train_dir for labeled images)")
         if not files:
             raise ValueError(f"no usable images under {source}")
-        train_set = ImageFiles(files, labels, train_views)
+        train_set = ImageFiles(files, labels, train_views, self.skipped_log)
         val_set = None
         if self.val_dir:
-            files, labels, _ = labeled_files(self.val_dir, self.class_names, "data.val_dir")
+            files, labels, _ = labeled_files(self.val_dir, self.class_names, "data.val_dir", self.num_classes)
             if not files:
                 raise ValueError(f"no usable images under data.val_dir={self.val_dir}")
-            val_set = ImageFiles(files, labels, CropViews(self.image_sizes, train=False, crop_pct=self.eval_crop_pct))
+            val_set = ImageFiles(files, labels, CropViews(self.image_sizes, train=False, crop_pct=self.eval_crop_pct),
+                                 self.skipped_log)
         return train_set, val_set
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:

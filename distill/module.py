@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Callable
 
 import lightning.pytorch as pl
@@ -14,6 +15,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from .losses import distillation_loss
 from .optim import weight_decay_groups
+
+log = logging.getLogger(__name__)
 
 
 def normalizer(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,6 +72,7 @@ class DistillModule(pl.LightningModule):
         self.val_teacher_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_kl = MeanMetric()
         self.val_top1_best, self.val_agreement_best = MaxMetric(), MaxMetric()
+        self._reported_teacher = False
 
     def train(self, mode: bool = True) -> "DistillModule":
         super().train(mode)
@@ -97,6 +101,9 @@ class DistillModule(pl.LightningModule):
         s_logits = self(batch["student"])  # B,C
         loss = distillation_loss(s_logits, t_logits, batch["label"], self.temperature, self.soft_weight,
                                  self.hard_weight)
+        if not torch.isfinite(loss):  # stop before the optimizer step spreads NaN into the weights
+            raise FloatingPointError(f"the distillation loss is {loss.item()} at step {self.global_step}; "
+                                     f"try a lower distill.optimizer.lr or teacher_bf16=false")
         self.log("train/loss", loss, prog_bar=True, batch_size=len(s_logits))
         return loss
 
@@ -116,6 +123,8 @@ class DistillModule(pl.LightningModule):
         top1, agreement = self.val_top1.compute(), self.val_agreement.compute()
         teacher_top1 = self.val_teacher_top1.compute()
         if not self.trainer.sanity_checking:  # a two-batch sanity pass is not an epoch's result
+            if not self._reported_teacher:
+                self._report_teacher(float(teacher_top1))
             self.val_top1_best.update(top1)
             self.val_agreement_best.update(agreement)
             self.log_dict({"val/top1": top1, "val/agreement": agreement}, prog_bar=True)
@@ -126,6 +135,16 @@ class DistillModule(pl.LightningModule):
             })
         for metric in (self.val_top1, self.val_top5, self.val_agreement, self.val_teacher_top1, self.val_kl):
             metric.reset()
+
+    def _report_teacher(self, top1: float) -> None:
+        """Once per run: the ceiling, and a warning when the teacher is barely better than chance."""
+        self._reported_teacher = True
+        chance = 1 / self.student.num_classes
+        log.info("teacher top-1 on the validation folder: %.4f (chance %.4f)", top1, chance)
+        if top1 < max(1.5 * chance, chance + 0.05):
+            log.warning("the teacher's top-1 (%.3f) is near chance (%.3f): the usual causes are a wrong "
+                        "normalisation (teacher.mean/std), a wrong class order (classes.txt) or wrong weights",
+                        top1, chance)
 
     def configure_optimizers(self) -> dict:
         optimizer = self.optimizer_fn(weight_decay_groups(self.student, self.weight_decay))

@@ -118,11 +118,12 @@ def create_teacher(
                              f"use teacher.checkpoint_path=LOCAL_FILE instead") from err
         raise
     if state is not None:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"teacher.checkpoint_path={checkpoint_path} does not fit timm's {name}: "
-                             f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-                             f"(e.g. {unexpected[:3]}); is teacher.name right?")
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:  # missing / unexpected keys or shape mismatches
+            first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+            raise ValueError(f"teacher.checkpoint_path={checkpoint_path} does not fit timm's {name} ({first}); "
+                             f"is teacher.name right?") from err
     model.requires_grad_(False).eval()
     model.teacher_name = name
     return model

@@ -61,10 +61,11 @@ def make_cfg(tmp_path, folders, teacher_file):
     """The real config for a few-step run on the tiny folders and teacher, plus any overrides."""
 
     def make(*overrides: str, output_dir: Path | None = None):
+        own_teacher = any(o.startswith("teacher=") for o in overrides)
+        teacher = [] if own_teacher else ["teacher.name=test_resnet", f"teacher.checkpoint_path={teacher_file}"]
         return compose_cfg([
             f"paths.output_dir={output_dir or tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}",
-            f"data.unlabeled_dir={folders['train']}", f"data.val_dir={folders['val']}",
-            "teacher.name=test_resnet", f"teacher.checkpoint_path={teacher_file}",
+            f"data.unlabeled_dir={folders['train']}", f"data.val_dir={folders['val']}", *teacher,
             "student.alpha=0.25", "student.img_size=16", "debug=fast", "logger=csv", *overrides,
         ])
 

@@ -97,3 +97,19 @@ def test_cli_bad_config_exits_with_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in proc.stderr
+
+
+def test_distill_from_teacher_ensemble(make_cfg, teacher_file):
+    summary = train.train(make_cfg("teacher=ensemble", f"teacher.members.0.checkpoint_path={teacher_file}",
+                                   f"teacher.members.1.checkpoint_path={teacher_file}",
+                                   "teacher.members.0.name=test_resnet", "teacher.members.1.name=test_resnet",
+                                   "teacher.members.1.img_size=24"))
+    assert summary["teacher"].startswith("ensemble(test_resnet, test_resnet)")
+    assert summary["final"]["val/agreement"] is not None
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "wandb"])
+def test_other_loggers_run_offline(make_cfg, tmp_path, logger, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    train.train(make_cfg(f"logger={logger}"))
+    assert any((tmp_path / "run").rglob("events.out.tfevents*" if logger == "tensorboard" else "*.wandb"))

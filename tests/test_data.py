@@ -1,0 +1,92 @@
+"""Folder scanning, image decoding, the shared crop, and the labeled-folder class mapping."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from distill.data import CropViews, DistillDataModule, labeled_files, load_rgb, scan_images
+
+
+def gradient(w: int = 40, h: int = 30) -> Image.Image:
+    x = np.linspace(0, 255, w, dtype=np.float32)[None, :].repeat(h, 0)
+    y = np.linspace(0, 255, h, dtype=np.float32)[:, None].repeat(w, 1)
+    return Image.fromarray(np.stack([x, y, 255 - x], -1).astype(np.uint8))
+
+
+def test_scan_is_recursive_and_reports_bad_files(tmp_path):
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    (tmp_path / "empty_dir").mkdir()
+    gradient().save(tmp_path / "a" / "one.PNG")
+    gradient().save(tmp_path / "a" / "deep" / "two.JpEg", format="JPEG")
+    gradient().save(tmp_path / "three.webp")
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    (tmp_path / "page.jpg").write_text("<html>not an image</html>")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / ".DS_Store").write_bytes(b"\0\1")
+    os.symlink(tmp_path / "missing.png", tmp_path / "dangling.png")
+
+    scan = scan_images(tmp_path)
+    assert sorted(p.name for p in scan.files) == ["one.PNG", "three.webp", "two.JpEg"]
+    assert scan.skipped["empty_file"] == [str(tmp_path / "zero.jpg")]
+    assert scan.skipped["not_an_image"] == [str(tmp_path / "page.jpg")]
+    assert scan.skipped["dangling_symlink"] == [str(tmp_path / "dangling.png")]
+    assert len(scan.skipped["not_an_image_file"]) == 2
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "I;16"])
+def test_unusual_modes_decode_to_rgb(tmp_path, mode):
+    img = gradient().convert("L" if mode == "I;16" else mode)
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(img).astype(np.uint16) * 257)  # 16-bit grayscale
+    path = tmp_path / ("x.tif" if mode in ("CMYK", "I;16") else "x.png")
+    img.save(path)
+    out = load_rgb(path)
+    assert out.mode == "RGB" and out.size == (40, 30)
+
+
+def test_one_crop_feeds_both_views():
+    random.seed(0)
+    views = CropViews({"teacher": 32, "student": 16}, train=True, scale=(0.3, 0.6))
+    for _ in range(5):
+        out = views(gradient(80, 60))
+        assert out["teacher"].shape == (3, 32, 32) and out["student"].shape == (3, 16, 16)
+        # The student view is the teacher's crop at half the resolution, not an independent crop.
+        down = torch.nn.functional.avg_pool2d(out["teacher"].float()[None], 2)[0]
+        assert (down - out["student"].float()).abs().mean() < 6
+
+
+def test_eval_crop_is_centred_and_deterministic():
+    views = CropViews({"teacher": 20, "student": 20}, train=False)
+    a, b = views(gradient()), views(gradient())
+    assert torch.equal(a["teacher"], b["teacher"]) and a["teacher"] is a["student"]
+
+
+def test_labeled_folder_maps_to_teacher_order(folders):
+    files, labels, names = labeled_files(folders["val"], ["cat", "ant", "bee", "dog"], "data.val_dir")
+    assert names == ["ant", "bee", "cat"]
+    by_folder = {f.parent.name: label for f, label in zip(files, labels)}
+    assert by_folder == {"ant": 1, "bee": 2, "cat": 0}
+    with pytest.raises(ValueError, match="not among the teacher"):
+        labeled_files(folders["val"], ["dog", "emu", "fox"], "data.val_dir")
+
+
+def test_datamodule_batches(folders):
+    dm = DistillDataModule({"teacher": 24, "student": 16}, unlabeled_dir=str(folders["train"]),
+                           val_dir=str(folders["val"]), class_names=["ant", "bee", "cat"], batch_size=4, num_workers=0)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["teacher"].dtype == torch.uint8 and batch["teacher"].shape == (4, 3, 24, 24)
+    assert batch["student"].shape == (4, 3, 16, 16)
+    assert (batch["label"] == -1).all()  # the unlabeled folder's class sub-folders are never read as labels
+    val = next(iter(dm.val_dataloader()))
+    assert set(val["label"].tolist()) <= {0, 1, 2}
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "junk.txt").write_text("x")
+    with pytest.raises(ValueError, match="no usable images"):
+        DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(tmp_path))
