@@ -19,7 +19,7 @@ import lightning.pytorch as pl
 import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,8 @@ def _check_image(path: Path) -> str | None:
         return "not_an_image"
     except Image.DecompressionBombError:
         return "decompression_bomb"
-    except OSError:
-        return "unreadable"
+    except OSError:  # e.g. a JPEG cut off inside its header
+        return "corrupt"
     if width * height > MAX_IMAGE_PIXELS:
         return "decompression_bomb"
     return None
@@ -97,25 +97,26 @@ class CropViews:
         self.sizes, self.train, self.scale, self.ratio = sizes, train, tuple(scale), tuple(ratio)
         self.hflip, self.crop_pct = hflip, crop_pct
 
-    def box(self, width: int, height: int) -> tuple[int, int, int, int]:
+    def box(self, width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:
         """(top, left, height, width) of the crop."""
         if not self.train:
             side = max(1, round(self.crop_pct * min(width, height)))
             return (height - side) // 2, (width - side) // 2, side, side
         area = width * height
-        for _ in range(10):  # torchvision's RandomResizedCrop rule, with Python's RNG (seeded per worker)
-            target = area * random.uniform(*self.scale)
-            aspect = math.exp(random.uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
+        for _ in range(10):  # torchvision's RandomResizedCrop rule
+            target = area * rng.uniform(*self.scale)
+            aspect = math.exp(rng.uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
             w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
             if 0 < w <= width and 0 < h <= height:
-                return random.randint(0, height - h), random.randint(0, width - w), h, w
+                return rng.randint(0, height - h), rng.randint(0, width - w), h, w
         side = min(width, height)
         return (height - side) // 2, (width - side) // 2, side, side
 
-    def __call__(self, img: Image.Image) -> dict[str, torch.Tensor]:
+    def __call__(self, img: Image.Image, rng: random.Random | None = None) -> dict[str, torch.Tensor]:
+        rng = rng or random.Random()
         pixels = TF.pil_to_tensor(img)  # 3,H,W uint8
-        top, left, h, w = self.box(img.width, img.height)
-        flip = self.train and self.hflip and random.random() < 0.5
+        top, left, h, w = self.box(img.width, img.height, rng)
+        flip = self.train and self.hflip and rng.random() < 0.5
         views, by_size = {}, {}
         for name, size in self.sizes.items():
             if size not in by_size:
@@ -158,7 +159,11 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int, int]) -> dict:
+        # (index, seed, epoch) from EpochSampler: the crop depends on nothing else, so runs are
+        # reproducible whatever the worker count, and a resumed run sees the same crops.
+        index, seed, epoch = key if isinstance(key, tuple) else (key, 0, 0)
+        rng = random.Random(f"{seed}-{epoch}-{index}")
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
             if i in self.bad:
@@ -170,7 +175,7 @@ class ImageFiles(Dataset):
                 log.warning("skipping undecodable image %s (%s)", self.files[i], err)
                 record_skipped(self.skipped_log, "undecodable", [str(self.files[i])])
                 continue
-            return {**self.transform(img), "label": self.labels[i]}
+            return {**self.transform(img, rng), "label": self.labels[i]}
         raise RuntimeError("no image in this dataset can be decoded")
 
 
@@ -211,6 +216,25 @@ def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str,
     return files, labels, folders
 
 
+class EpochSampler(Sampler):
+    """Shuffles by (seed, epoch) and yields (index, seed, epoch), so each sample's augmentation is a pure
+    function of those three numbers. Lightning calls `set_epoch` at every epoch (and shards it under DDP)."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True):
+        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)) \
+            if self.shuffle else torch.arange(self.size)
+        return iter([(int(i), self.seed, self.epoch) for i in order])
+
+
 def default_num_workers() -> int:
     # Workers share the cores with the training step: one decoder per two cores leaves the rest to compute.
     return max(1, min(8, (os.cpu_count() or 2) // 2))
@@ -230,13 +254,15 @@ class DistillDataModule(pl.LightningDataModule):
         batch_size, num_workers (None: one per two cores), train_scale (random-resized-crop area range),
         hflip, eval_crop_pct: the usual.
         skipped_log: where every skipped file is listed with its reason (skipped_files.tsv in the run dir).
+        seed: shuffling and augmentation seed (see `EpochSampler`).
     """
 
     def __init__(self, image_sizes: dict[str, int], unlabeled_dir: str | None = None, train_dir: str | None = None,
                  val_dir: str | None = None, class_names: Sequence[str] | None = None,
                  num_classes: int | None = None, batch_size: int = 64,
                  num_workers: int | None = None, train_scale: Sequence[float] = (0.35, 1.0), hflip: bool = True,
-                 eval_crop_pct: float = 1.0, pin_memory: bool = False, skipped_log: str | None = None):
+                 eval_crop_pct: float = 1.0, pin_memory: bool = False, skipped_log: str | None = None,
+                 seed: int = 0):
         super().__init__()
         self.image_sizes = dict(image_sizes)
         self.unlabeled_dir, self.train_dir, self.val_dir = unlabeled_dir, train_dir, val_dir
@@ -246,6 +272,7 @@ class DistillDataModule(pl.LightningDataModule):
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.train_scale, self.hflip, self.eval_crop_pct, self.pin_memory = train_scale, hflip, eval_crop_pct, pin_memory
         self.skipped_log = Path(skipped_log) if skipped_log else None
+        self.seed = seed
         if self.skipped_log is not None and self.skipped_log.exists():
             self.skipped_log.unlink()  # a resumed run re-scans; don't count its files twice
         self.train_set, self.val_set = self._build_sets()
@@ -278,7 +305,8 @@ class DistillDataModule(pl.LightningDataModule):
         return train_set, val_set
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+        sampler = EpochSampler(len(dataset), self.seed, shuffle)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
                           pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
                           drop_last=shuffle and len(dataset) > self.batch_size)
 

@@ -49,7 +49,7 @@ class DistillModule(pl.LightningModule):
             raise ValueError(f"distill.temperature={temperature} must be > 0 (Hinton et al. use 1-20; try 4)")
         if soft_weight < 0 or hard_weight < 0:
             raise ValueError("distill.soft_weight and distill.hard_weight must be >= 0")
-        self.save_hyperparameters(ignore=["teacher", "student"], logger=False)
+        self.save_hyperparameters(ignore=["teacher", "student", "optimizer", "scheduler"], logger=False)
         self.teacher = teacher.requires_grad_(False).eval()
         self.student = student
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler

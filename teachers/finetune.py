@@ -26,7 +26,7 @@ class TeacherModule(pl.LightningModule):
     def __init__(self, model: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  label_smoothing: float = 0.1, channels_last: bool = True):
         super().__init__()
-        self.save_hyperparameters(ignore=["model"], logger=False)
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
         self.model = model.requires_grad_(True)
         self.optimizer_fn, self.scheduler_fn, self.label_smoothing = optimizer, scheduler, label_smoothing
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format

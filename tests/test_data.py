@@ -50,10 +50,10 @@ def test_unusual_modes_decode_to_rgb(tmp_path, mode):
 
 
 def test_one_crop_feeds_both_views():
-    random.seed(0)
+    rng = random.Random(0)
     views = CropViews({"teacher": 32, "student": 16}, train=True, scale=(0.3, 0.6))
     for _ in range(5):
-        out = views(gradient(80, 60))
+        out = views(gradient(80, 60), rng)
         assert out["teacher"].shape == (3, 32, 32) and out["student"].shape == (3, 16, 16)
         # The student view is the teacher's crop at half the resolution, not an independent crop.
         down = torch.nn.functional.avg_pool2d(out["teacher"].float()[None], 2)[0]
@@ -73,6 +73,19 @@ def test_labeled_folder_maps_to_teacher_order(folders):
     assert by_folder == {"ant": 1, "bee": 2, "cat": 0}
     with pytest.raises(ValueError, match="not among the teacher"):
         labeled_files(folders["val"], ["dog", "emu", "fox"], "data.val_dir")
+
+
+def test_augmentation_is_a_function_of_seed_epoch_index(folders):
+    def first_batch(workers: int, epoch: int, seed: int = 0):
+        dm = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folders["train"]), batch_size=6,
+                               num_workers=workers, seed=seed)
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return next(iter(loader))["teacher"]
+
+    assert torch.equal(first_batch(0, 1), first_batch(2, 1))  # worker count does not matter
+    assert not torch.equal(first_batch(0, 1), first_batch(0, 2))  # a new epoch is a new order and new crops
+    assert not torch.equal(first_batch(0, 1), first_batch(0, 1, seed=1))
 
 
 def test_datamodule_batches(folders):

@@ -1,0 +1,33 @@
+"""Test-only callbacks that simulate failures inside a real run (added with +callbacks.NAME overrides)."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+
+class CrashOnce(pl.Callback):
+    """Die like `kill -9` (no cleanup at all) at `at_step`, once: `marker` remembers it happened."""
+
+    def __init__(self, at_step: int, marker: str, sig: str = "SIGKILL"):
+        self.at_step, self.marker, self.sig = at_step, Path(marker), getattr(signal, sig)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.at_step and not self.marker.exists():
+            self.marker.touch()
+            os.kill(os.getpid(), self.sig)
+
+
+class PoisonWeights(pl.Callback):
+    """Put a NaN into the student's first weight at `at_step`, as a diverging run would."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.at_step:
+            with torch.no_grad():
+                next(pl_module.student.parameters()).fill_(float("nan"))

@@ -1,0 +1,146 @@
+"""Messy folders, interrupted runs (kill -9, SIGTERM) and numerical faults."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import train
+from distill.data import DistillDataModule
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels (a decompression bomb if large)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def messy_folder(root: Path) -> tuple[int, dict[str, int]]:
+    """Every bad-file kind, and valid but unusual images; returns (good count, bad counts by reason)."""
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "empty_subfolder").mkdir()
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8))
+    good = {
+        "plain.jpg": rgb, "UPPER.PNG": rgb, "gray.png": rgb.convert("L"), "palette.gif": rgb.convert("P"),
+        "alpha.png": rgb.convert("RGBA"), "cmyk.jpg": rgb.convert("CMYK"), "wide.png": rgb.resize((200, 10)),
+        "sub/deeper/tall.webp": rgb.resize((10, 120)), "sub/bitmap.BMP": rgb,
+        "sixteen.png": Image.fromarray(np.full((20, 20), 40000, dtype=np.uint16)),
+    }
+    for name, img in good.items():
+        img.save(root / name)
+    exif = rgb.getexif()
+    exif[0x0112] = 6  # EXIF orientation: rotated
+    rgb.save(root / "rotated.jpg", exif=exif)
+    jpeg = (root / "plain.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(jpeg[: int(len(jpeg) * 0.8)])  # header intact, pixels cut short
+    (root / "headless.jpg").write_bytes(jpeg[:40])  # cut inside the header
+    (root / "zero.jpg").write_bytes(b"")
+    (root / "random.png").write_bytes(os.urandom(300))
+    (root / "page.jpeg").write_text("<!doctype html><html>404</html>")
+    (root / "bomb.png").write_bytes(_png_header(100_000, 100_000))
+    (root / "notes.txt").write_text("not an image")
+    (root / ".DS_Store").write_bytes(b"\0Bud1")
+    (root / "Thumbs.db").write_bytes(b"\0" * 64)
+    os.symlink(root / "gone.jpg", root / "dangling.jpg")
+    bad = {"undecodable": 1, "corrupt": 1, "empty_file": 1, "not_an_image": 2, "decompression_bomb": 1,
+           "not_an_image_file": 3, "dangling_symlink": 1}
+    return len(good) + 1, bad
+
+
+def test_messy_folder_uses_every_good_image_and_reports_every_bad_one(tmp_path):
+    good, bad = messy_folder(tmp_path / "messy")
+    log = tmp_path / "skipped.tsv"
+    dm = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(tmp_path / "messy"), batch_size=4,
+                           num_workers=0, skipped_log=str(log))
+    assert len(dm.train_set) == good + 1  # the truncated JPEG has a valid header: caught when decoded
+    loader = dm._loader(dm.train_set, shuffle=False)
+    seen = sum(len(b["label"]) for b in loader)
+    assert seen == len(dm.train_set)  # the bad one is replaced by the next image, never a crash
+    from distill.data import skipped_counts
+
+    assert skipped_counts(log) == bad
+
+
+def test_messy_folder_end_to_end(make_cfg, tmp_path):
+    good, bad = messy_folder(tmp_path / "messy")
+    summary = train.train(make_cfg(f"data.unlabeled_dir={tmp_path / 'messy'}", "trainer.limit_train_batches=3",
+                                   "data.batch_size=4"))
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert {k: v for k, v in saved["skipped_files"].items() if k != "undecodable"} == \
+        {k: v for k, v in bad.items() if k != "undecodable"}
+    assert summary["final"]["val/agreement"] is not None
+
+
+def test_folder_without_images_is_one_line_error(make_cfg, tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.txt").write_text("x")
+    with pytest.raises(train.UserError, match="no usable images"):
+        train.train(make_cfg(f"data.unlabeled_dir={tmp_path / 'junk'}"))
+
+
+def test_nan_loss_stops_with_checkpoint_before_fault(make_cfg, tmp_path):
+    cfg = make_cfg("trainer.limit_train_batches=4", "+callbacks.poison._target_=tests.helpers.PoisonWeights",
+                   "+callbacks.poison.at_step=2")
+    with pytest.raises(FloatingPointError, match="step 2"):
+        train.train(cfg)
+    assert (tmp_path / "run" / "checkpoints" / "before-fault.ckpt").exists()
+
+
+def _cli(args: list[str], **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=env, **kw)
+
+
+@pytest.fixture
+def cli_args(folders, teacher_file, tmp_path):
+    return [f"paths.cache_dir={tmp_path / 'cache'}", f"data.unlabeled_dir={folders['train']}",
+            f"data.val_dir={folders['val']}", "teacher.name=test_resnet", f"teacher.checkpoint_path={teacher_file}",
+            "student.alpha=0.25", "student.img_size=16", "data.batch_size=8", "data.num_workers=0",
+            "trainer.max_epochs=2", "callbacks.run_report.latency=false", "logger=csv"]
+
+
+def test_resume_after_kill_9_matches_uninterrupted_run(cli_args, tmp_path):
+    """36 images / batch 8 = 4 steps an epoch. Die at step 6 (mid epoch 2), then resume=auto continues
+    from the end-of-epoch-1 checkpoint in the same run directory. Tolerance: 1e-4 on every final metric."""
+    reference = _cli([*cli_args, f"hydra.run.dir={tmp_path / 'ref'}"])
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    crash = ["+callbacks.crash._target_=tests.helpers.CrashOnce", "+callbacks.crash.at_step=6",
+             f"+callbacks.crash.marker={tmp_path / 'crashed'}"]
+    killed = _cli([*cli_args, *crash, f"hydra.run.dir={tmp_path / 'runs' / 'a'}"])
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "runs" / "a" / "summary.json").exists()
+
+    resumed = _cli([*cli_args, *crash, "resume=auto", f"hydra.run.dir={tmp_path / 'runs' / 'b'}"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    want = json.loads((tmp_path / "ref" / "summary.json").read_text())["final"]
+    got = json.loads((tmp_path / "runs" / "a" / "summary.json").read_text())["final"]  # continued in place
+    assert got["epoch"] == want["epoch"] == 1 and got["step"] == want["step"] == 8
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-4), key
+
+
+def test_sigterm_saves_a_resumable_checkpoint(cli_args, tmp_path):
+    term = ["+callbacks.term._target_=tests.helpers.CrashOnce", "+callbacks.term.at_step=5", "+callbacks.term.sig=SIGTERM",
+            f"+callbacks.term.marker={tmp_path / 'termed'}"]
+    stopped = _cli([*cli_args, *term, f"hydra.run.dir={tmp_path / 'runs' / 'a'}"])
+    assert stopped.returncode == 0, stopped.stderr[-2000:]  # a clean exit, as schedulers expect
+    assert (tmp_path / "runs" / "a" / "checkpoints" / "last.ckpt").exists()
+    resumed = _cli([*cli_args, *term, "resume=auto", f"hydra.run.dir={tmp_path / 'runs' / 'b'}"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((tmp_path / "runs" / "a" / "summary.json").read_text())["final"]["epoch"] == 1
