@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_only
 import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -218,7 +219,12 @@ def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str,
 
 class EpochSampler(Sampler):
     """Shuffles by (seed, epoch) and yields (index, seed, epoch), so each sample's augmentation is a pure
-    function of those three numbers. Lightning calls `set_epoch` at every epoch (and shards it under DDP)."""
+    function of those three numbers. Lightning calls `set_epoch` at every epoch.
+
+    Under DDP (Lightning's `use_distributed_sampler=False`, see conf/trainer/ddp.yaml) rank r of w takes
+    positions r, r+w, ... of the shared order, so w ranks with batch b see exactly the samples of one
+    process with batch w*b. Training shards are padded to equal length (ranks must take the same number
+    of steps); evaluation shards are not, so metrics count every image exactly once."""
 
     def __init__(self, size: int, seed: int, shuffle: bool = True):
         self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
@@ -226,13 +232,24 @@ class EpochSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @staticmethod
+    def _rank_world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _positions(self) -> range:
+        rank, world = self._rank_world()
+        total = math.ceil(self.size / world) * world if self.shuffle else self.size
+        return range(rank, total, world)
+
     def __len__(self) -> int:
-        return self.size
+        return len(self._positions())
 
     def __iter__(self):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)) \
             if self.shuffle else torch.arange(self.size)
-        return iter([(int(i), self.seed, self.epoch) for i in order])
+        return iter([(int(order[p % self.size]), self.seed, self.epoch) for p in self._positions()])
 
 
 def default_num_workers() -> int:
@@ -271,7 +288,7 @@ class DistillDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.train_scale, self.hflip, self.eval_crop_pct, self.pin_memory = train_scale, hflip, eval_crop_pct, pin_memory
-        self.skipped_log = Path(skipped_log) if skipped_log else None
+        self.skipped_log = Path(skipped_log) if skipped_log and rank_zero_only.rank == 0 else None
         self.seed = seed
         if self.skipped_log is not None and self.skipped_log.exists():
             self.skipped_log.unlink()  # a resumed run re-scans; don't count its files twice

@@ -144,3 +144,22 @@ def test_sigterm_saves_a_resumable_checkpoint(cli_args, tmp_path):
     resumed = _cli([*cli_args, *term, "resume=auto", f"hydra.run.dir={tmp_path / 'runs' / 'b'}"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((tmp_path / "runs" / "a" / "summary.json").read_text())["final"]["epoch"] == 1
+
+
+def test_ddp_two_processes_match_one(cli_args, tmp_path):
+    """Lightning DDP on CPU (gloo), 2 processes x batch 4 against 1 process x batch 8: the same samples in
+    every step (EpochSampler shards one shared order), so only BatchNorm's per-process statistics differ.
+    Tolerance: 1/12 on accuracies (one of the 12 validation images), 0.02 on the KL."""
+    single = _cli([*cli_args, f"hydra.run.dir={tmp_path / 'one'}"])
+    assert single.returncode == 0, single.stderr[-2000:]
+    ddp = _cli([*cli_args, "trainer=ddp", "trainer.devices=2", "data.batch_size=4", f"hydra.run.dir={tmp_path / 'ddp'}"])
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())["final"]
+    two = json.loads((tmp_path / "ddp" / "summary.json").read_text())["final"]
+    assert two["step"] == one["step"] == 8  # same number of optimizer steps
+    for key in ("val/top1", "val/top5", "val/agreement", "val/teacher_top1"):
+        assert two[key] == pytest.approx(one[key], abs=1 / 12 + 1e-6), key
+    assert two["val/teacher_top1"] == one["val/teacher_top1"]  # the frozen teacher: exact, every image once
+    assert two["val/kl"] == pytest.approx(one["val/kl"], abs=0.02)
+    assert len(list((tmp_path / "ddp").glob("student*.safetensors"))) == 1
+    assert (tmp_path / "ddp" / "metrics.csv").read_text().count("\n") == 3  # rank 0 alone wrote 2 rows
