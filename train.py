@@ -15,6 +15,7 @@ from pathlib import Path
 import hydra
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -178,6 +179,8 @@ def main(cfg: DictConfig) -> dict | None:
             raise
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return None  # the sweep goes on; its report lists this job as failed
         sys.exit(2 if isinstance(err, UserError) else 3)
 
 

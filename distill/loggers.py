@@ -18,16 +18,26 @@ def _wandb_key_available() -> bool:
         return False
 
 
-def wandb_logger(project: str, save_dir: str, **kwargs) -> WandbLogger:
-    """W&B online when an API key is available, offline otherwise (sync later with `wandb sync`).
+def wandb_mode() -> str:
+    """WANDB_MODE when set; else online with an API key, offline without (W&B never prompts for a login)."""
+    os.environ.setdefault("WANDB_MODE", "online" if _wandb_key_available() else "offline")
+    return os.environ["WANDB_MODE"]
 
-    WANDB_MODE, when set, wins. W&B never stops to ask for a login."""
+
+def wandb_logger(project: str, save_dir: str, group: str | None = None, sweep_dir: str | None = None,
+                 **kwargs) -> WandbLogger:
+    """W&B logger, online or offline by `wandb_mode()` (sync offline runs later with `wandb sync`).
+
+    Runs of one Hydra sweep share a group (the sweep directory's name) unless `group` is given."""
     save = Path(save_dir)
     save.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("WANDB_MODE", "online" if _wandb_key_available() else "offline")
+    mode = wandb_mode()
+    if group is None and sweep_dir and save.resolve().is_relative_to(Path(sweep_dir).resolve()):
+        group = Path(sweep_dir).name
     # The run id lives in the run directory, so a resumed run (resume=auto) continues the same W&B run.
     id_file = save / "wandb_id.txt"
     if not id_file.exists():
         id_file.write_text(kwargs.pop("id", None) or uuid.uuid4().hex[:12])
-    return WandbLogger(project=project, save_dir=save_dir, offline=os.environ["WANDB_MODE"] == "offline",
-                       id=id_file.read_text().strip(), resume="allow", **kwargs)
+    return WandbLogger(project=project, save_dir=save_dir, offline=mode == "offline", group=group,
+                       id=id_file.read_text().strip(), resume="allow", mode=mode if mode == "disabled" else None,
+                       **kwargs)

@@ -70,3 +70,12 @@ def make_cfg(tmp_path, folders, teacher_file):
         ])
 
     return make
+
+
+@pytest.fixture
+def cli_args(folders, teacher_file, tmp_path) -> list[str]:
+    """Command-line overrides for a tiny 2-epoch run of train.py in a subprocess."""
+    return [f"paths.cache_dir={tmp_path / 'cache'}", f"data.unlabeled_dir={folders['train']}",
+            f"data.val_dir={folders['val']}", "teacher.name=test_resnet", f"teacher.checkpoint_path={teacher_file}",
+            "student.alpha=0.25", "student.img_size=16", "data.batch_size=8", "data.num_workers=0",
+            "trainer.max_epochs=2", "callbacks.run_report.latency=false", "logger=csv"]

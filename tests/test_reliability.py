@@ -106,14 +106,6 @@ def _cli(args: list[str], **kw) -> subprocess.CompletedProcess:
                           timeout=300, env=env, **kw)
 
 
-@pytest.fixture
-def cli_args(folders, teacher_file, tmp_path):
-    return [f"paths.cache_dir={tmp_path / 'cache'}", f"data.unlabeled_dir={folders['train']}",
-            f"data.val_dir={folders['val']}", "teacher.name=test_resnet", f"teacher.checkpoint_path={teacher_file}",
-            "student.alpha=0.25", "student.img_size=16", "data.batch_size=8", "data.num_workers=0",
-            "trainer.max_epochs=2", "callbacks.run_report.latency=false", "logger=csv"]
-
-
 def test_resume_after_kill_9_matches_uninterrupted_run(cli_args, tmp_path):
     """36 images / batch 8 = 4 steps an epoch. Die at step 6 (mid epoch 2), then resume=auto continues
     from the end-of-epoch-1 checkpoint in the same run directory. Tolerance: 1e-4 on every final metric."""

@@ -1,0 +1,60 @@
+"""The sweep report: built from hand-made run directories, and end to end from a Hydra multirun."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from distill.report import build_report
+from tests.test_reliability import _cli
+
+
+def fake_job(sweep: Path, num: int, alpha: float, size: int, top1: float | None, macs: float = 10e6):
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create([f"student.alpha={alpha}", f"student.img_size={size}"]),
+                   job / ".hydra" / "overrides.yaml")
+    OmegaConf.save(OmegaConf.create({"student": {"name": "mobilenet_v1", "alpha": alpha, "img_size": size}}),
+                   job / ".hydra" / "config.yaml")
+    if top1 is not None:  # a failed run leaves no summary.json
+        row = {"epoch": 3, "val/top1": top1, "val/agreement": top1 + 0.05, "val/kl": 0.1, "val/teacher_top1": 0.9}
+        (job / "summary.json").write_text(json.dumps({
+            "final": row, "best": row, "img_size": size,
+            "cost": {"params": 1_000_000 * alpha, "macs": macs, "latency_ms_b1": 1.5}}))
+
+
+def test_report_from_hand_made_runs(tmp_path):
+    fake_job(tmp_path, 0, 1.0, 32, 0.80, macs=40e6)
+    fake_job(tmp_path, 1, 0.5, 32, 0.75, macs=12e6)
+    fake_job(tmp_path, 2, 0.25, 32, None)
+    rows = build_report(tmp_path)
+    assert [r["status"] for r in rows] == ["ok", "ok", "failed"]
+    assert rows[1]["d_top1_vs_alpha1"] == pytest.approx(-5.0)
+    assert rows[0]["d_top1_vs_teacher"] == pytest.approx(-10.0)
+    md = (tmp_path / "sweep.md").read_text()
+    assert "| 1: 0.50 mobilenet_v1-32 | 0.50 | 32 | 0.500 | 12.00 | 1.50 | 75.0 | 80.0 | -5.0 | -15.0 | ok |" in md
+    assert "failed" in md
+    with (tmp_path / "sweep.csv").open() as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["ok", "ok", "failed"]
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000
+
+
+def test_multirun_grid_end_to_end(cli_args, tmp_path):
+    """A 2 x 2 alpha x resolution grid through Hydra's multirun: one report row per run, numbers as in
+    each run's summary.json."""
+    args = [a for a in cli_args if not a.startswith(("student.", "trainer.max_epochs"))]
+    proc = _cli(["-m", "experiment=shrink_grid", "student.alpha=0.5,0.25", "student.img_size=16,24",
+                 "trainer.max_epochs=1", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with (tmp_path / "sweep" / "sweep.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((r["alpha"], r["img_size"]) for r in rows) == [("0.25", "16"), ("0.25", "24"), ("0.5", "16"),
+                                                                  ("0.5", "24")]
+    for r in rows:
+        summary = json.loads((tmp_path / "sweep" / r["run"] / "summary.json").read_text())
+        assert float(r["top1"]) == pytest.approx(100 * summary["best"]["val/top1"])
+        assert float(r["macs_m"]) == pytest.approx(summary["cost"]["macs"] / 1e6)
+    assert (tmp_path / "sweep" / "sweep.png").exists() and (tmp_path / "sweep" / "sweep.md").exists()
