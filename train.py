@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from timm.data import resolve_model_data_config
 
 import students
+from distill.cache import cache_soft_targets
 from distill.callbacks import RunReport, write_json
 from distill.data import class_folders, skipped_counts
 from teachers import describe, for_classes, save_teacher
@@ -105,12 +106,15 @@ def distill(cfg: DictConfig) -> dict:
         module = instantiate(cfg.distill, teacher=teacher, student=student)
         trainer = build_trainer(cfg)
 
+    soft_targets = cache_soft_targets(module, datamodule, Path(cfg.paths.cache_dir) / "soft_targets") \
+        if module.teacher_mode == "cached" else {}
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
 
     report = next(c for c in trainer.callbacks if isinstance(c, RunReport))
     summary = report.summary()
     summary.update(teacher=describe(teacher), student=cfg.student.name, alpha=cfg.student.alpha,
-                   img_size=student_size, skipped_files=skipped_counts(datamodule.skipped_log))
+                   img_size=student_size, skipped_files=skipped_counts(datamodule.skipped_log),
+                   soft_target_cache=soft_targets)
     if trainer.is_global_zero:
         summary["student_file"] = str(students.save_student(module.student.cpu(), output_dir / "student", extra={
             "teacher": summary["teacher"], "metrics": summary["final"]}))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import lightning.pytorch as pl
+import numpy as np
 from lightning.pytorch.utilities import rank_zero_only
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -152,10 +153,12 @@ class ImageFiles(Dataset):
     corrupt is recorded in `skipped_log` and replaced by the next image, so a run never dies on it."""
 
     def __init__(self, files: Sequence[Path], labels: Sequence[int] | None, transform: CropViews,
-                 skipped_log: Path | None = None):
+                 skipped_log: Path | None = None, soft_targets: dict | None = None):
         self.files, self.transform, self.skipped_log = list(files), transform, skipped_log
         self.labels = list(labels) if labels is not None else [-1] * len(self.files)
         self.bad: set[int] = set()  # per worker process
+        # Cached teacher logits ({"path", "views"}, see distill.cache): epoch e uses view e mod K.
+        self.soft_targets, self._logits = soft_targets, None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -164,7 +167,8 @@ class ImageFiles(Dataset):
         # (index, seed, epoch) from EpochSampler: the crop depends on nothing else, so runs are
         # reproducible whatever the worker count, and a resumed run sees the same crops.
         index, seed, epoch = key if isinstance(key, tuple) else (key, 0, 0)
-        rng = random.Random(f"{seed}-{epoch}-{index}")
+        view = epoch % self.soft_targets["views"] if self.soft_targets else epoch
+        rng = random.Random(f"{seed}-{view}-{index}")
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
             if i in self.bad:
@@ -176,7 +180,12 @@ class ImageFiles(Dataset):
                 log.warning("skipping undecodable image %s (%s)", self.files[i], err)
                 record_skipped(self.skipped_log, "undecodable", [str(self.files[i])])
                 continue
-            return {**self.transform(img, rng), "label": self.labels[i]}
+            sample = {**self.transform(img, rng), "label": self.labels[i], "index": index, "view": view}
+            if self.soft_targets:
+                if self._logits is None:  # opened lazily, once per worker process: a memmap, not a copy
+                    self._logits = np.load(self.soft_targets["path"], mmap_mode="r")
+                sample["teacher_logits"] = torch.from_numpy(self._logits[view, index].astype(np.float32))
+            return sample
         raise RuntimeError("no image in this dataset can be decoded")
 
 
@@ -320,6 +329,30 @@ class DistillDataModule(pl.LightningDataModule):
             val_set = ImageFiles(files, labels, CropViews(self.image_sizes, train=False, crop_pct=self.eval_crop_pct),
                                  self.skipped_log)
         return train_set, val_set
+
+    def teacher_set(self, split: str) -> tuple[ImageFiles, dict]:
+        """The split's images with the teacher's view only, and the view policy that defines its crops
+        (what the soft-target cache is computed over, and keyed by)."""
+        dataset = self.train_set if split == "train" else self.val_set
+        train = split == "train"
+        views = CropViews({"teacher": self.image_sizes["teacher"]}, train=train, scale=self.train_scale,
+                          hflip=self.hflip, crop_pct=self.eval_crop_pct)
+        policy = dict(split=split, size=self.image_sizes["teacher"], seed=self.seed,
+                      **({"scale": list(self.train_scale), "hflip": self.hflip} if train
+                         else {"crop_pct": self.eval_crop_pct}))
+        return ImageFiles(dataset.files, dataset.labels, views, self.skipped_log), policy
+
+    def use_soft_targets(self, split: str, soft_targets: dict) -> None:
+        """Serve the split with cached teacher logits: only the student's view is decoded and resized."""
+        dataset = self.train_set if split == "train" else self.val_set
+        student = {"student": self.image_sizes["student"]}
+        views = CropViews(student, train=split == "train", scale=self.train_scale, hflip=self.hflip,
+                          crop_pct=self.eval_crop_pct)
+        cached = ImageFiles(dataset.files, dataset.labels, views, self.skipped_log, soft_targets)
+        if split == "train":
+            self.train_set = cached
+        else:
+            self.val_set = cached
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         sampler = EpochSampler(len(dataset), self.seed, shuffle)

@@ -39,14 +39,21 @@ class DistillModule(pl.LightningModule):
         weight_decay: for full conv/linear weights (see `weight_decay_groups`).
         channels_last: NHWC memory format for both models (faster convolutions on CPU).
         teacher_bf16: run the teacher under bf16 autocast (about 2x faster on CPUs with bf16 units).
+        teacher_mode: "online" runs the teacher on every batch; "cached" reads its logits from the
+            soft-target cache (train.py builds it: `distill.cache`), for `cache_views` views per image.
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  temperature: float = 4.0, soft_weight: float = 1.0, hard_weight: float = 0.0,
-                 weight_decay: float = 4e-5, channels_last: bool = True, teacher_bf16: bool = False):
+                 weight_decay: float = 4e-5, channels_last: bool = True, teacher_bf16: bool = False,
+                 teacher_mode: str = "online", cache_views: int = 4):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"distill.temperature={temperature} must be > 0 (Hinton et al. use 1-20; try 4)")
+        if teacher_mode not in ("online", "cached"):
+            raise ValueError(f"distill.teacher_mode={teacher_mode!r}: use online or cached")
+        if cache_views < 1:
+            raise ValueError(f"distill.cache_views={cache_views} must be >= 1")
         if soft_weight < 0 or hard_weight < 0:
             raise ValueError("distill.soft_weight and distill.hard_weight must be >= 0")
         self.save_hyperparameters(ignore=["teacher", "student", "optimizer", "scheduler"], logger=False)
@@ -55,6 +62,7 @@ class DistillModule(pl.LightningModule):
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
         self.temperature, self.soft_weight, self.hard_weight = temperature, soft_weight, hard_weight
         self.weight_decay, self.teacher_bf16 = weight_decay, teacher_bf16
+        self.teacher_mode, self.cache_views = teacher_mode, cache_views
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         for name, model in (("teacher", teacher), ("student", student)):
             mean, std = normalizer(model)
@@ -82,7 +90,7 @@ class DistillModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
 
-    def _input(self, images: torch.Tensor, name: str) -> torch.Tensor:
+    def normalize(self, images: torch.Tensor, name: str) -> torch.Tensor:
         x = images.float().div_(255).sub_(getattr(self, f"{name}_mean")).div_(getattr(self, f"{name}_std"))
         return x.contiguous(memory_format=self.memory_format)  # B,3,S,S
 
@@ -90,14 +98,19 @@ class DistillModule(pl.LightningModule):
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.teacher_bf16 \
             else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
-            logits = self.teacher(self._input(images, "teacher")).float()
+            logits = self.teacher(self.normalize(images, "teacher")).float()
         return logits.clone()  # an ordinary tensor again, usable as a constant in autograd
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.student(self._input(images, "student"))
+        return self.student(self.normalize(images, "student"))
+
+    def _teacher_out(self, batch: dict) -> torch.Tensor:
+        if "teacher_logits" in batch:  # from the soft-target cache
+            return batch["teacher_logits"].float()
+        return self.teacher_logits(batch["teacher"])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        t_logits = self.teacher_logits(batch["teacher"])  # B,C
+        t_logits = self._teacher_out(batch)  # B,C
         s_logits = self(batch["student"])  # B,C
         loss = distillation_loss(s_logits, t_logits, batch["label"], self.temperature, self.soft_weight,
                                  self.hard_weight)
@@ -108,7 +121,7 @@ class DistillModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        t_logits = self.teacher_logits(batch["teacher"])
+        t_logits = self._teacher_out(batch)
         s_logits = self(batch["student"])
         labels = batch["label"]
         self.val_top1.update(s_logits, labels)

@@ -1,0 +1,143 @@
+"""Soft-target cache: the teacher's logits for K views of every image, computed once, memory-mapped.
+
+View k of image i is a pure function of (seed, k, i) (see `data.EpochSampler`), so the crop box and
+flip need not be stored: at epoch e the student gets view e mod K, rebuilt at its own resolution from
+the same parameters, and the cached logits are the teacher's output for exactly that crop.
+
+Layout of `<root>/<fingerprint>/`: logits.npy (fp16, K x N x C), done.npy (uint8, K x N: rows written),
+meta.json (what was hashed), complete.json (written last: only then is the cache read as complete).
+A build that dies resumes at the first row not yet done; builders take a file lock, so concurrent runs
+(or DDP ranks) build it once and the others wait, then read.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+FLUSH_EVERY = 16  # batches between flushes of logits + progress to disk
+
+
+def fingerprint(teacher: nn.Module, files: Sequence[Path], policy: dict, views: int) -> str:
+    """Hash of the teacher (its class and weights), the file list (paths, sizes, mtimes), the view policy and K."""
+    h = hashlib.sha256()
+    h.update(getattr(teacher, "teacher_name", type(teacher).__name__).encode())
+    for name, tensor in sorted(teacher.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    for f in files:
+        st = os.stat(f)
+        h.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    h.update(json.dumps({**policy, "views": views}, sort_keys=True).encode())
+    return h.hexdigest()[:20]
+
+
+class _Pending(Sampler):
+    """(index, seed, view) for every row not yet in the cache."""
+
+    def __init__(self, rows: list[tuple[int, int]], seed: int):
+        self.rows, self.seed = rows, seed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter([(i, self.seed, k) for k, i in self.rows])
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@torch.inference_mode()
+def build_soft_targets(teacher: nn.Module, dataset, views: int, root: str | Path, seed: int, policy: dict,
+                       normalize, batch_size: int = 128, num_workers: int = 1, bf16: bool = False,
+                       name: str = "train") -> dict:
+    """Fill (or reuse) the cache for `dataset` (an `ImageFiles` yielding the "teacher" view).
+
+    Returns what the data module needs (`path`, `views`) and a report: hit, rows computed now
+    (= teacher forward passes), seconds, bytes on disk."""
+    key = fingerprint(teacher, dataset.files, policy, views)
+    folder = Path(root) / f"{name}-{key}"
+    report = {"path": str(folder / "logits.npy"), "views": views, "key": key, "hit": True, "teacher_images": 0,
+              "build_s": 0.0}
+    if not (folder / "complete.json").exists():
+        with _locked(folder / ".lock"):
+            if not (folder / "complete.json").exists():  # another process may have finished it meanwhile
+                report.update(_fill(teacher, dataset, views, folder, seed, policy, normalize, batch_size,
+                                    num_workers, bf16), hit=False)
+    report["bytes"] = sum(f.stat().st_size for f in folder.glob("*.npy"))
+    log.info("soft-target cache %s: %s, %.1f MB, %d teacher images now, %.1f s", name,
+             "hit" if report["hit"] else "built", report["bytes"] / 1e6, report["teacher_images"], report["build_s"])
+    return report
+
+
+def _fill(teacher, dataset, views, folder, seed, policy, normalize, batch_size, num_workers, bf16) -> dict:
+    n, classes = len(dataset), teacher.num_classes
+    start = time.perf_counter()
+    if not (folder / "logits.npy").exists():
+        (folder / "meta.json").write_text(json.dumps({"policy": policy, "views": views, "images": n,
+                                                      "classes": classes}, indent=2))
+        np.lib.format.open_memmap(folder / "done.npy", mode="w+", dtype=np.uint8, shape=(views, n)).flush()
+        np.lib.format.open_memmap(folder / "logits.npy", mode="w+", dtype=np.float16, shape=(views, n, classes)).flush()
+    done = np.load(folder / "done.npy", mmap_mode="r+")
+    logits = np.load(folder / "logits.npy", mmap_mode="r+")
+    pending = [(int(k), int(i)) for k, i in zip(*np.nonzero(done == 0))]
+    if len(pending) < done.size:
+        log.info("resuming the soft-target cache build: %d of %d rows already done", done.size - len(pending),
+                 done.size)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=_Pending(pending, seed), num_workers=num_workers)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    teacher.eval()
+    for b, batch in enumerate(tqdm(loader, desc="teacher soft targets", unit="batch")):
+        with autocast:
+            out = teacher(normalize(batch["teacher"])).float()  # B,C
+        k, i = batch["view"].numpy(), batch["index"].numpy()
+        logits[k, i] = out.numpy().astype(np.float16)
+        done[k, i] = 1
+        if b % FLUSH_EVERY == FLUSH_EVERY - 1:
+            logits.flush()  # logits before progress: a row marked done is always on disk
+            done.flush()
+    logits.flush()
+    done.flush()
+    elapsed = time.perf_counter() - start
+    tmp = folder / ".complete.json.tmp"
+    tmp.write_text(json.dumps({"teacher_images": len(pending), "build_s": elapsed}))
+    os.replace(tmp, folder / "complete.json")
+    return {"teacher_images": len(pending), "build_s": round(elapsed, 2)}
+
+
+def cache_soft_targets(module, datamodule, root: str | Path) -> dict:
+    """Build or reuse the caches of the training split (`module.cache_views` random views per image) and
+    of the validation split (its one deterministic view), and switch the data module to them."""
+    reports = {}
+    for split, views in (("train", module.cache_views), ("val", 1)):
+        if split == "val" and datamodule.val_set is None:
+            continue
+        dataset, policy = datamodule.teacher_set(split)
+        reports[split] = build_soft_targets(
+            module.teacher, dataset, views, root, datamodule.seed, policy,
+            normalize=lambda x: module.normalize(x, "teacher"), batch_size=2 * datamodule.batch_size,
+            num_workers=datamodule.num_workers, bf16=module.teacher_bf16, name=split)
+        datamodule.use_soft_targets(split, reports[split])
+    return reports

@@ -1,0 +1,92 @@
+"""The soft-target cache: consistent with the online teacher, keyed by what it depends on, resumable."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import train
+from distill.cache import build_soft_targets, cache_soft_targets
+from distill.data import DistillDataModule
+from distill.module import DistillModule
+from students import create_student
+from teachers import create_teacher
+
+
+@pytest.fixture
+def setup(folders, teacher_file):
+    teacher = create_teacher("test_resnet", checkpoint_path=str(teacher_file))
+    dm = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folders["train"]),
+                           val_dir=str(folders["val"]), class_names=["ant", "bee", "cat"], batch_size=8, num_workers=0)
+    module = DistillModule(teacher, create_student(3, alpha=0.25, img_size=16), torch.optim.SGD,
+                           teacher_mode="cached", cache_views=3)
+    return teacher, dm, module
+
+
+def test_cached_logits_are_the_teachers_output_for_the_same_view(setup, tmp_path):
+    teacher, dm, module = setup
+    online_set, _ = dm.teacher_set("train")
+    reports = cache_soft_targets(module, dm, tmp_path)
+    assert reports["train"]["teacher_images"] == 3 * len(online_set) and not reports["train"]["hit"]
+    loader = dm.train_dataloader()
+    for epoch in (0, 4):  # epoch 4 trains on view 4 mod 3 = 1
+        loader.sampler.set_epoch(epoch)
+        batch = next(iter(loader))
+        assert (batch["view"] == epoch % 3).all() and "teacher" not in batch  # only the student view is decoded
+        for j in range(3):
+            sample = online_set[(int(batch["index"][j]), dm.seed, epoch % 3)]
+            expected = module.teacher_logits(sample["teacher"][None])[0]
+            torch.testing.assert_close(batch["teacher_logits"][j], expected, atol=2e-2, rtol=1e-2)  # fp16 storage
+
+
+def test_cache_is_reused_and_invalidated(setup, tmp_path, folders):
+    teacher, dm, module = setup
+    first = cache_soft_targets(module, dm, tmp_path)
+    dm2 = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folders["train"]),
+                            val_dir=str(folders["val"]), class_names=["ant", "bee", "cat"], batch_size=8, num_workers=0)
+    again = cache_soft_targets(module, dm2, tmp_path)
+    assert again["train"]["hit"] and again["train"]["teacher_images"] == 0
+    assert again["train"]["key"] == first["train"]["key"]
+
+    other = create_teacher("test_resnet", num_classes=3)  # same architecture, other weights
+    dm3 = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folders["train"]), batch_size=8,
+                            num_workers=0)
+    other_module = DistillModule(other, create_student(3, img_size=16), torch.optim.SGD, teacher_mode="cached",
+                                 cache_views=3)
+    changed = cache_soft_targets(other_module, dm3, tmp_path)
+    assert not changed["train"]["hit"] and changed["train"]["key"] != first["train"]["key"]
+
+
+def test_killed_build_resumes_without_recomputing(setup, tmp_path, monkeypatch):
+    teacher, dm, module = setup
+    dataset, policy = dm.teacher_set("train")
+    norm = lambda x: module.normalize(x, "teacher")  # noqa: E731
+    clean = build_soft_targets(teacher, dataset, 2, tmp_path / "clean", 0, policy, norm, batch_size=8, num_workers=0)
+
+    calls = {"n": 0}
+    forward = teacher.forward
+
+    def dies_on_third_batch(x):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return forward(x)
+
+    monkeypatch.setattr("distill.cache.FLUSH_EVERY", 1)
+    monkeypatch.setattr(teacher, "forward", dies_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        build_soft_targets(teacher, dataset, 2, tmp_path / "resumed", 0, policy, norm, batch_size=8, num_workers=0)
+    folder = next((tmp_path / "resumed").iterdir())
+    assert not (folder / "complete.json").exists()  # a half-written cache is never read as complete
+    monkeypatch.setattr(teacher, "forward", forward)
+    resumed = build_soft_targets(teacher, dataset, 2, tmp_path / "resumed", 0, policy, norm, batch_size=8,
+                                 num_workers=0)
+    assert resumed["teacher_images"] == 2 * len(dataset) - 2 * 8  # the two finished batches are not redone
+    np.testing.assert_array_equal(np.load(resumed["path"]), np.load(clean["path"]))
+
+
+def test_cached_mode_end_to_end(make_cfg, tmp_path):
+    summary = train.train(make_cfg("distill.teacher_mode=cached", "distill.cache_views=2"))
+    assert summary["soft_target_cache"]["train"]["views"] == 2
+    assert summary["final"]["val/teacher_top1"] is not None
+    assert (tmp_path / "cache" / "soft_targets").is_dir()
