@@ -23,7 +23,7 @@ from timm.data import resolve_model_data_config
 
 import students
 from distill.cache import cache_soft_targets
-from distill.callbacks import RunReport, write_json
+from distill.callbacks import RunReport, Throughput, write_json
 from distill.data import class_folders, skipped_counts
 from teachers import describe, for_classes, save_teacher
 
@@ -79,8 +79,8 @@ def _overrides_without_resume(overrides) -> list[str]:
 
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -113,8 +113,10 @@ def distill(cfg: DictConfig) -> dict:
     report = next(c for c in trainer.callbacks if isinstance(c, RunReport))
     summary = report.summary()
     summary.update(teacher=describe(teacher), student=cfg.student.name, alpha=cfg.student.alpha,
-                   img_size=student_size, skipped_files=skipped_counts(datamodule.skipped_log),
-                   soft_target_cache=soft_targets)
+                   img_size=student_size, train_images=len(datamodule.train_set),
+                   skipped_files=skipped_counts(datamodule.skipped_log),
+                   soft_target_cache=soft_targets,
+                   throughput=next((c.stats for c in trainer.callbacks if isinstance(c, Throughput)), None))
     if trainer.is_global_zero:
         summary["student_file"] = str(students.save_student(module.student.cpu(), output_dir / "student", extra={
             "teacher": summary["teacher"], "metrics": summary["final"]}))

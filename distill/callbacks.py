@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -124,3 +125,42 @@ class FaultCheckpoint(pl.Callback):
         trainer.save_checkpoint(path)  # Lightning writes checkpoints atomically (temp file + rename)
         log.warning("run stopped (%s) at epoch %d, step %d: checkpoint saved to %s", type(exception).__name__,
                     trainer.current_epoch, trainer.global_step, path)
+
+
+class Throughput(pl.Callback):
+    """Training images per second and the share of wall time spent between steps (waiting on the data
+    loader, plus Lightning's own per-step work), after `warmup` steps. Read by train.py into summary.json.
+
+    Args:
+        warmup: steps not timed (allocator, thread pools, first batches from new workers).
+    """
+
+    def __init__(self, warmup: int = 5):
+        self.warmup = warmup
+        self.images, self.step_s, self.wait_s = 0, 0.0, 0.0
+        self._start: float | None = None
+        self._end: float | None = None
+        self._seen = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self._seen >= self.warmup and self._end is not None:
+            self.wait_s += now - self._end
+        self._start = now
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self._seen >= self.warmup:
+            self.step_s += now - self._start
+            self.images += len(batch["label"])
+        self._seen += 1
+        self._end = now
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._end = None  # the gap across validation is not data waiting
+
+    @property
+    def stats(self) -> dict:
+        total = self.step_s + self.wait_s
+        return {"images_per_s": round(self.images / total, 2) if total else None, "timed_images": self.images,
+                "wait_fraction": round(self.wait_s / total, 4) if total else None}

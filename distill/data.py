@@ -6,6 +6,8 @@ mean/std on the device, which keeps worker->main-process traffic 4x smaller than
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -22,6 +24,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +117,10 @@ class CropViews:
         side = min(width, height)
         return (height - side) // 2, (width - side) // 2, side, side
 
-    def __call__(self, img: Image.Image, rng: random.Random | None = None) -> dict[str, torch.Tensor]:
+    def __call__(self, img: Image.Image | torch.Tensor, rng: random.Random | None = None) -> dict[str, torch.Tensor]:
         rng = rng or random.Random()
-        pixels = TF.pil_to_tensor(img)  # 3,H,W uint8
-        top, left, h, w = self.box(img.width, img.height, rng)
+        pixels = img if isinstance(img, torch.Tensor) else TF.pil_to_tensor(img)  # 3,H,W uint8
+        top, left, h, w = self.box(pixels.shape[-1], pixels.shape[-2], rng)
         flip = self.train and self.hflip and rng.random() < 0.5
         views, by_size = {}, {}
         for name, size in self.sizes.items():
@@ -153,8 +156,10 @@ class ImageFiles(Dataset):
     corrupt is recorded in `skipped_log` and replaced by the next image, so a run never dies on it."""
 
     def __init__(self, files: Sequence[Path], labels: Sequence[int] | None, transform: CropViews,
-                 skipped_log: Path | None = None, soft_targets: dict | None = None):
+                 skipped_log: Path | None = None, soft_targets: dict | None = None, decoded: str | None = None):
         self.files, self.transform, self.skipped_log = list(files), transform, skipped_log
+        # Optional decoded-image cache (see `decode_to_cache`): N x H x W x 3 uint8 on disk, memory-mapped.
+        self.decoded, self._pixels = decoded, None
         self.labels = list(labels) if labels is not None else [-1] * len(self.files)
         self.bad: set[int] = set()  # per worker process
         # Cached teacher logits ({"path", "views"}, see distill.cache): epoch e uses view e mod K.
@@ -173,6 +178,11 @@ class ImageFiles(Dataset):
             i = (index + offset) % len(self.files)
             if i in self.bad:
                 continue
+            if self.decoded:
+                if self._pixels is None:
+                    self._pixels = np.load(self.decoded, mmap_mode="r")
+                img = torch.from_numpy(np.ascontiguousarray(self._pixels[i])).permute(2, 0, 1)  # 3,H,W
+                return self._sample(img, rng, index, i, view)
             try:
                 img = load_rgb(self.files[i])
             except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # corrupt pixel data
@@ -180,13 +190,54 @@ class ImageFiles(Dataset):
                 log.warning("skipping undecodable image %s (%s)", self.files[i], err)
                 record_skipped(self.skipped_log, "undecodable", [str(self.files[i])])
                 continue
-            sample = {**self.transform(img, rng), "label": self.labels[i], "index": index, "view": view}
-            if self.soft_targets:
-                if self._logits is None:  # opened lazily, once per worker process: a memmap, not a copy
-                    self._logits = np.load(self.soft_targets["path"], mmap_mode="r")
-                sample["teacher_logits"] = torch.from_numpy(self._logits[view, index].astype(np.float32))
-            return sample
+            return self._sample(img, rng, index, i, view)
         raise RuntimeError("no image in this dataset can be decoded")
+
+    def _sample(self, img, rng: random.Random, index: int, i: int, view: int) -> dict:
+        sample = {**self.transform(img, rng), "label": self.labels[i], "index": index, "view": view}
+        if self.soft_targets:
+            if self._logits is None:  # opened lazily, once per worker process: a memmap, not a copy
+                self._logits = np.load(self.soft_targets["path"], mmap_mode="r")
+            sample["teacher_logits"] = torch.from_numpy(self._logits[view, index].astype(np.float32))
+        return sample
+
+
+def decode_to_cache(files: Sequence[Path], root: Path) -> tuple[str | None, list[int]]:
+    """Decode every image once into `root/<hash of the file list>.npy` (N x H x W x 3 uint8), so JPEG
+    decoding is paid once, not every epoch. Only for folders whose images all have one size (CIFAR-like
+    small images); returns (None, []) otherwise. Also returns the indices that failed to decode."""
+    digest = hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        digest.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    path = Path(root) / f"decoded-{digest.hexdigest()[:20]}.npy"
+    bad_file = path.with_suffix(".bad.json")
+    if path.exists():
+        return str(path), json.loads(bad_file.read_text()) if bad_file.exists() else []
+    with Image.open(files[0]) as first:
+        width, height = first.size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), height, width, 3))
+    bad = []
+    for i, f in enumerate(tqdm(files, desc="decoding images once", unit="img", mininterval=2)):
+        try:
+            img = load_rgb(f)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            bad.append(i)
+            continue
+        if img.size != (width, height):
+            del pixels
+            tmp.unlink()
+            log.warning("data.decoded_cache: images differ in size (%s vs %s); decoding on the fly instead",
+                        img.size, (width, height))
+            return None, []
+        pixels[i] = np.asarray(img)
+    pixels.flush()
+    del pixels
+    bad_file.write_text(json.dumps(bad))
+    os.replace(tmp, path)
+    return str(path), bad
 
 
 def class_folders(root: str | Path, key: str = "data.train_dir") -> list[str]:
@@ -281,6 +332,8 @@ class DistillDataModule(pl.LightningDataModule):
         hflip, eval_crop_pct: the usual.
         skipped_log: where every skipped file is listed with its reason (skipped_files.tsv in the run dir).
         seed: shuffling and augmentation seed (see `EpochSampler`).
+        decoded_cache: a folder for decoded uint8 copies of equal-size images (`decode_to_cache`), so
+            JPEG decoding is paid once; None decodes every epoch.
     """
 
     def __init__(self, image_sizes: dict[str, int], unlabeled_dir: str | None = None, train_dir: str | None = None,
@@ -288,7 +341,7 @@ class DistillDataModule(pl.LightningDataModule):
                  num_classes: int | None = None, batch_size: int = 64,
                  num_workers: int | None = None, train_scale: Sequence[float] = (0.35, 1.0), hflip: bool = True,
                  eval_crop_pct: float = 1.0, pin_memory: bool = False, skipped_log: str | None = None,
-                 seed: int = 0):
+                 seed: int = 0, decoded_cache: str | None = None):
         super().__init__()
         self.image_sizes = dict(image_sizes)
         self.unlabeled_dir, self.train_dir, self.val_dir = unlabeled_dir, train_dir, val_dir
@@ -298,7 +351,7 @@ class DistillDataModule(pl.LightningDataModule):
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.train_scale, self.hflip, self.eval_crop_pct, self.pin_memory = train_scale, hflip, eval_crop_pct, pin_memory
         self.skipped_log = Path(skipped_log) if skipped_log and rank_zero_only.rank == 0 else None
-        self.seed = seed
+        self.seed, self.decoded_cache = seed, decoded_cache
         if self.skipped_log is not None and self.skipped_log.exists():
             self.skipped_log.unlink()  # a resumed run re-scans; don't count its files twice
         self.train_set, self.val_set = self._build_sets()
@@ -320,15 +373,28 @@ class DistillDataModule(pl.LightningDataModule):
             raise ValueError("no training images: set data.unlabeled_dir (or data.train_dir for labeled images)")
         if not files:
             raise ValueError(f"no usable images under {source}")
-        train_set = ImageFiles(files, labels, train_views, self.skipped_log)
+        train_set = self._with_decoded(ImageFiles(files, labels, train_views, self.skipped_log))
         val_set = None
         if self.val_dir:
             files, labels, _ = labeled_files(self.val_dir, self.class_names, "data.val_dir", self.num_classes)
             if not files:
                 raise ValueError(f"no usable images under data.val_dir={self.val_dir}")
-            val_set = ImageFiles(files, labels, CropViews(self.image_sizes, train=False, crop_pct=self.eval_crop_pct),
-                                 self.skipped_log)
+            val_set = self._with_decoded(ImageFiles(
+                files, labels, CropViews(self.image_sizes, train=False, crop_pct=self.eval_crop_pct), self.skipped_log))
         return train_set, val_set
+
+    def _with_decoded(self, dataset: ImageFiles) -> ImageFiles:
+        if self.decoded_cache:
+            dataset.decoded, bad = decode_to_cache(dataset.files, Path(self.decoded_cache))
+            dataset.bad.update(bad)
+            record_skipped(self.skipped_log, "undecodable", [str(dataset.files[i]) for i in bad])
+        return dataset
+
+    def _like(self, dataset: ImageFiles, views: CropViews, soft_targets: dict | None = None) -> ImageFiles:
+        """The same images (and decoded cache) as `dataset`, with other views."""
+        twin = ImageFiles(dataset.files, dataset.labels, views, self.skipped_log, soft_targets, dataset.decoded)
+        twin.bad = set(dataset.bad)
+        return twin
 
     def teacher_set(self, split: str) -> tuple[ImageFiles, dict]:
         """The split's images with the teacher's view only, and the view policy that defines its crops
@@ -340,7 +406,7 @@ class DistillDataModule(pl.LightningDataModule):
         policy = dict(split=split, size=self.image_sizes["teacher"], seed=self.seed,
                       **({"scale": list(self.train_scale), "hflip": self.hflip} if train
                          else {"crop_pct": self.eval_crop_pct}))
-        return ImageFiles(dataset.files, dataset.labels, views, self.skipped_log), policy
+        return self._like(dataset, views), policy
 
     def use_soft_targets(self, split: str, soft_targets: dict) -> None:
         """Serve the split with cached teacher logits: only the student's view is decoded and resized."""
@@ -348,7 +414,7 @@ class DistillDataModule(pl.LightningDataModule):
         student = {"student": self.image_sizes["student"]}
         views = CropViews(student, train=split == "train", scale=self.train_scale, hflip=self.hflip,
                           crop_pct=self.eval_crop_pct)
-        cached = ImageFiles(dataset.files, dataset.labels, views, self.skipped_log, soft_targets)
+        cached = self._like(dataset, views, soft_targets)
         if split == "train":
             self.train_set = cached
         else:

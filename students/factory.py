@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import timm
-import torch
 from safetensors.torch import save_file
 from torch import nn
 

@@ -103,3 +103,21 @@ def test_empty_folder_is_an_error(tmp_path):
     (tmp_path / "junk.txt").write_text("x")
     with pytest.raises(ValueError, match="no usable images"):
         DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(tmp_path))
+
+
+def test_decoded_cache_gives_the_same_crops(folders, tmp_path):
+    from PIL import Image as PILImage
+
+    root = tmp_path / "same_size"
+    root.mkdir()
+    for i, f in enumerate(sorted(folders["val"].rglob("*.*"))):
+        PILImage.open(f).convert("RGB").resize((20, 20)).save(root / f"{i}.png")
+    plain = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(root), batch_size=4, num_workers=0)
+    decoded = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(root), batch_size=4,
+                                num_workers=0, decoded_cache=str(tmp_path / "decoded"))
+    assert decoded.train_set.decoded and list((tmp_path / "decoded").glob("decoded-*.npy"))
+    for key in [(0, 0, 0), (3, 0, 2), (7, 1, 5)]:
+        assert torch.equal(plain.train_set[key]["teacher"], decoded.train_set[key]["teacher"])
+    mixed = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folders["train"]), batch_size=4,
+                              num_workers=0, decoded_cache=str(tmp_path / "decoded"))
+    assert mixed.train_set.decoded is None  # images of different sizes: decoded on the fly instead

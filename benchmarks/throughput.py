@@ -1,0 +1,180 @@
+"""Student training throughput: a bare PyTorch loop (the ceiling) vs train.py cached and online, and the
+torchdistill peer; plus a 4-student alpha sweep with and without the soft-target cache.
+
+    python benchmarks/throughput.py                      # all of it (about 15-25 minutes on 2 cores)
+    python benchmarks/throughput.py --skip-peer --skip-sweep
+
+Prints a table and ratios and writes benchmarks/results/throughput.json. Timings on a shared 2-core
+machine vary by 10-30 % between runs: compare ratios taken in one run, not absolute numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared"
+
+
+def bare_loop(alpha: float, size: int, batch: int, steps: int, warmup: int = 5, classes: int = 10) -> float:
+    """Images/s of the student alone on in-memory tensors: forward, KD loss, backward, AdamW step;
+    channels_last, fp32 (the fastest settings measured here for MobileNet v1 students)."""
+    import students
+    from distill.losses import soft_target_loss
+
+    torch.manual_seed(0)
+    model = students.create_student(classes, alpha=alpha, img_size=size).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    t = torch.randn(batch, classes)
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        loss = soft_target_loss(model(x), t, 4.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return batch / statistics.mean(times)
+
+
+def train_py(args: list[str], run_dir: Path) -> dict:
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.run([sys.executable, "train.py", *args, f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"train.py failed: {proc.stderr[-3000:]}")
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def ours(mode: str, data: Path, alpha: float, size: int, batch: int, steps: int, workers: int, work: Path,
+         extra: list[str] = ()) -> dict:
+    """train.py on a real folder (no validation), timed by its Throughput callback."""
+    common = [f"data.unlabeled_dir={data}", "data.val_dir=null", f"data.batch_size={batch}",
+              f"data.num_workers={workers}", "teacher.checkpoint_path=null", "teacher.name=resnet18",
+              f"teacher.img_size={size}", "teacher.num_classes=10",
+              f"student.alpha={alpha}", f"student.img_size={size}", "trainer.max_epochs=1",
+              f"trainer.limit_train_batches={steps + 5}", "callbacks.run_report.latency=false",
+              "callbacks.model_checkpoint=null", "logger=csv", f"paths.cache_dir={work / 'cache'}",
+              f"distill.teacher_mode={mode}", "distill.cache_views=1", *extra]
+    if mode == "cached":  # the cached path as a user would run it: decode once, teacher once
+        common.append(f"data.decoded_cache={work / 'decoded'}")
+    tag = f"{mode}-a{alpha}-{size}"
+    if mode == "cached":  # warm the cache first: (b) measures training on a warm cache
+        warm = train_py([*common, "trainer.limit_train_batches=1"], work / f"{tag}-warm")
+        assert warm["soft_target_cache"]["train"]["views"] == 1
+    summary = train_py(common, work / tag)
+    return summary["throughput"]
+
+
+def peer(data: Path, size: int, batch: int, steps: int, workers: int) -> dict | None:
+    script = SHARED / "peers" / "torchdistill" / "run.sh"
+    if not script.exists():
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "peer.json"
+        proc = subprocess.run(["bash", str(script), str(data), str(steps), str(size), str(batch), str(workers), "2",
+                               "--channels_last"], env={**os.environ, "TD_JSON": str(out)}, capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            print(f"peer failed: {proc.stderr[-1500:]}")
+            return None
+        return json.loads(out.read_text())
+
+
+def sweep(data: Path, mode: str, size: int, epochs: int, work: Path) -> dict:
+    """A 4-student alpha sweep; wall time and teacher forward passes (images through the teacher)."""
+    sweep_dir = work / f"sweep-{mode}"
+    args = ["-m", "experiment=alpha_sweep", f"data.unlabeled_dir={data}", "data.val_dir=null",
+            "teacher.checkpoint_path=null", "teacher.name=resnet18", f"teacher.img_size={size}",
+            "teacher.num_classes=10", f"student.img_size={size}", f"trainer.max_epochs={epochs}",
+            "callbacks.run_report.latency=false", "callbacks.model_checkpoint=null", "logger=csv",
+            f"paths.cache_dir={work / 'cache-sweep'}", f"distill.teacher_mode={mode}", "distill.cache_views=2",
+            f"hydra.sweep.dir={sweep_dir}", "data.batch_size=64"]
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "WANDB_MODE": "disabled"})
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    wall = time.perf_counter() - start
+    summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))]
+    if mode == "cached":  # the first student builds the cache, the others read it
+        passes = sum(s["soft_target_cache"]["train"]["teacher_images"] for s in summaries)
+    else:  # the teacher sees every training image of every epoch of every student
+        passes = sum(epochs * s["train_images"] for s in summaries)
+    return {"wall_s": round(wall, 1), "runs": len(summaries), "teacher_images": passes,
+            "images": summaries[0]["train_images"], "epochs": epochs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", type=Path, default=SHARED / "data" / "cifar10" / "train", help="folder for 32 px")
+    parser.add_argument("--large", type=Path, default=SHARED / "data" / "imagenette" / "train",
+                        help="folder for 128 px")
+    parser.add_argument("--sweep-data", type=Path, default=SHARED / "data" / "cifar10" / "test",
+                        help="folder for the 4-student sweep timing (3,000 images: labels unused)")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "throughput.json")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    work = Path(tempfile.mkdtemp(prefix="throughput-"))
+    results = {"threads": 2, "batch": args.batch, "steps": args.steps, "workers": args.workers, "rows": []}
+    for size, data in ((32, args.small), (128, args.large)):
+        for alpha in (1.0, 0.25):
+            row = {"size": size, "alpha": alpha, "bare": round(bare_loop(alpha, size, args.batch, args.steps), 1)}
+            for mode in ("cached", "online"):
+                stats = ours(mode, data, alpha, size, args.batch, args.steps, args.workers, work)
+                row[mode], row[f"{mode}_wait"] = stats["images_per_s"], stats["wait_fraction"]
+            row["cached/bare"] = round(row["cached"] / row["bare"], 3)
+            print(json.dumps(row), flush=True)
+            results["rows"].append(row)
+    if not args.skip_peer:  # same job as the peer: resnet18 teacher -> mobilenetv2_100 student, 1000 classes
+        for size, data in ((32, args.small), (128, args.large)):
+            theirs = peer(data, size, args.batch, args.steps, args.workers)
+            mine = ours("online", data, 1.0, size, args.batch, args.steps, args.workers, work,
+                        ["student.name=mobilenetv2_100", "teacher.num_classes=1000"])
+            row = {"size": size, "peer": theirs and theirs.get("images_per_s"), "ours_online": mine["images_per_s"]}
+            row["ours/peer"] = round(row["ours_online"] / row["peer"], 3) if row["peer"] else None
+            print(json.dumps(row), flush=True)
+            results.setdefault("peer", []).append(row)
+    if not args.skip_sweep:
+        results["sweep"] = {mode: sweep(args.sweep_data, mode, 32, 2, work) for mode in ("online", "cached")}
+        print(json.dumps(results["sweep"]), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+
+
+def table(results: dict) -> str:
+    lines = ["| px | α | bare loop img/s | cached img/s | online img/s | cached/bare | wait (cached) | wait (online) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results["rows"]:
+        lines.append(f"| {r['size']} | {r['alpha']} | {r['bare']} | {r['cached']} | {r['online']} | "
+                     f"{r['cached/bare']} | {r['cached_wait']:.1%} | {r['online_wait']:.1%} |")
+    for r in results.get("peer", []):
+        lines.append(f"\npeer at {r['size']} px: torchdistill {r['peer']} img/s, ours online {r['ours_online']} img/s, "
+                     f"ratio {r['ours/peer']}")
+    if "sweep" in results:
+        for mode, s in results["sweep"].items():
+            lines.append(f"sweep ({mode}): {s['wall_s']} s for {s['runs']} students x {s['epochs']} epochs x "
+                         f"{s['images']} images; teacher forward images {s['teacher_images']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
