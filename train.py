@@ -142,8 +142,9 @@ def train_teacher(cfg: DictConfig) -> dict:
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
 
-    path = save_teacher(module.model.cpu(), output_dir / "teacher.safetensors", cfg.teacher.name)
     top1 = trainer.callback_metrics.get("val/top1")
+    path = save_teacher(module.model.cpu(), output_dir / "teacher.safetensors", cfg.teacher.name,
+                        val_top1=None if top1 is None else float(top1))
     summary = {"teacher_file": str(path), "teacher": describe(module.model),
                "val/top1": None if top1 is None else float(top1)}
     write_json(output_dir / "summary.json", summary)

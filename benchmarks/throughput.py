@@ -127,19 +127,29 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of bare and cached")
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "throughput.json")
     args = parser.parse_args()
     torch.set_num_threads(2)
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
-    results = {"threads": 2, "batch": args.batch, "steps": args.steps, "workers": args.workers, "rows": []}
+    results = {"threads": 2, "batch": args.batch, "steps": args.steps, "workers": args.workers,
+               "repeats": args.repeats, "rows": []}
     for size, data in ((32, args.small), (128, args.large)):
         for alpha in (1.0, 0.25):
-            row = {"size": size, "alpha": alpha, "bare": round(bare_loop(alpha, size, args.batch, args.steps), 1)}
-            for mode in ("cached", "online"):
-                stats = ours(mode, data, alpha, size, args.batch, args.steps, args.workers, work)
-                row[mode], row[f"{mode}_wait"] = stats["images_per_s"], stats["wait_fraction"]
+            # Interleaved repeats (bare, cached, bare, cached, ...): this machine's speed drifts by 10-30 %
+            # within minutes, so each ratio compares measurements taken side by side.
+            raw = {"bare": [], "cached": [], "cached_wait": []}
+            for _ in range(args.repeats):
+                raw["bare"].append(round(bare_loop(alpha, size, args.batch, args.steps), 1))
+                stats = ours("cached", data, alpha, size, args.batch, args.steps, args.workers, work)
+                raw["cached"].append(stats["images_per_s"])
+                raw["cached_wait"].append(stats["wait_fraction"])
+            online = ours("online", data, alpha, size, args.batch, args.steps, args.workers, work)
+            row = {"size": size, "alpha": alpha, "bare": statistics.median(raw["bare"]),
+                   "cached": statistics.median(raw["cached"]), "cached_wait": statistics.median(raw["cached_wait"]),
+                   "online": online["images_per_s"], "online_wait": online["wait_fraction"], "raw": raw}
             row["cached/bare"] = round(row["cached"] / row["bare"], 3)
             print(json.dumps(row), flush=True)
             results["rows"].append(row)

@@ -135,9 +135,10 @@ def cache_soft_targets(module, datamodule, root: str | Path) -> dict:
         if split == "val" and datamodule.val_set is None:
             continue
         dataset, policy = datamodule.teacher_set(split)
+        bf16 = module.use_teacher_bf16
         reports[split] = build_soft_targets(
-            module.teacher, dataset, views, root, datamodule.seed, policy,
+            module.teacher, dataset, views, root, datamodule.seed, {**policy, "bf16": bf16},
             normalize=lambda x: module.normalize(x, "teacher"), batch_size=2 * datamodule.batch_size,
-            num_workers=datamodule.num_workers, bf16=module.teacher_bf16, name=split)
+            num_workers=datamodule.num_workers, bf16=bf16, name=split)
         datamodule.use_soft_targets(split, reports[split])
     return reports

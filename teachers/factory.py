@@ -126,6 +126,7 @@ def create_teacher(
                              f"is teacher.name right?") from err
     model.requires_grad_(False).eval()
     model.teacher_name = name
+    model.recorded_top1 = meta.get("val_top1")  # its top-1 when trained, to compare with on the user's data
     return model
 
 
@@ -144,14 +145,14 @@ def describe(model: nn.Module) -> str:
             f"std {tuple(round(s, 3) for s in cfg['std'])}")
 
 
-def save_teacher(model: nn.Module, path: str | Path, name: str) -> Path:
+def save_teacher(model: nn.Module, path: str | Path, name: str, val_top1: float | None = None) -> Path:
     """Write `path` (.safetensors), its JSON sidecar and classes.txt: what `create_teacher` reads back."""
     path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = resolve_model_data_config(model)
     label_names = list(model.pretrained_cfg.get("label_names") or [])
     meta = dict(name=name, num_classes=model.num_classes, img_size=cfg["input_size"][-1], mean=list(cfg["mean"]),
-                std=list(cfg["std"]), label_names=label_names or None)
+                std=list(cfg["std"]), label_names=label_names or None, val_top1=val_top1)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     tmp.replace(path)

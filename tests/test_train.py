@@ -114,3 +114,31 @@ def test_other_loggers_run_offline(make_cfg, tmp_path, logger, monkeypatch):
     extra = ["logger.wandb.sweep_dir=null"] if logger == "wandb" else []  # no Hydra runtime when composed
     train.train(make_cfg(f"logger={logger}", *extra))
     assert any((tmp_path / "run").rglob("events.out.tfevents*" if logger == "tensorboard" else "*.wandb"))
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    ("shuffled_classes", "near chance"),
+    ("wrong_normalisation", "far below its top-1 when trained"),
+])
+def test_broken_teacher_is_named_in_the_log(make_cfg, tmp_path, folders, caplog, breakage, expected):
+    """A teacher trained on the colour-coded folder, then used with a shuffled class list or the wrong
+    mean/std: the run says which kind of mistake it probably is."""
+    teacher_run = tmp_path / "teacher_run"
+    result = train.train(make_cfg("task=teacher", f"data.train_dir={folders['train']}", "teacher.checkpoint_path=null",
+                                  "teacher.img_size=16", "trainer.max_epochs=6", "trainer.limit_train_batches=null",
+                                  "trainer.limit_val_batches=null", "finetune.optimizer.lr=0.01",
+                                  f"data.val_dir={folders['val']}", output_dir=teacher_run))
+    assert result["val/top1"] > 0.9  # the colours are easy: a working teacher is nearly perfect
+    teacher_file = Path(result["teacher_file"])
+    override = []
+    if breakage == "shuffled_classes":
+        (teacher_file.parent / "classes.txt").write_text("bee\ncat\nant\n")
+        meta = json.loads(teacher_file.with_suffix(".json").read_text())
+        meta["label_names"] = ["bee", "cat", "ant"]
+        teacher_file.with_suffix(".json").write_text(json.dumps(meta))
+    else:
+        override = ["teacher.mean=[0.9,0.1,0.9]", "teacher.std=[0.05,0.05,0.05]"]
+    with caplog.at_level("WARNING"):
+        train.train(make_cfg(f"teacher.checkpoint_path={teacher_file}", *override, "trainer.limit_val_batches=null",
+                             output_dir=tmp_path / "distill_run"))
+    assert expected in caplog.text
