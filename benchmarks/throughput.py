@@ -117,6 +117,22 @@ def sweep(data: Path, mode: str, size: int, epochs: int, work: Path) -> dict:
             "images": summaries[0]["train_images"], "epochs": epochs}
 
 
+def memory(small: Path, extra: Path, work: Path) -> dict:
+    """Peak RSS of the training process (cached mode, 30 steps) on 1,000 vs 20,000 images: the cache
+    and the decoded images live on disk, so memory should not grow with the folder."""
+    files = sorted(small.rglob("*.jpg")) + sorted(extra.rglob("*.jpg"))
+    out = {}
+    for n in (1000, 20000):
+        folder = work / f"mem-{n}"
+        folder.mkdir(exist_ok=True)
+        for i, f in enumerate(files[:n]):
+            (folder / f"{i:05d}.jpg").symlink_to(f)
+        stats = ours("cached", folder, 1.0, 32, 64, 30, 1, work)
+        out[n] = stats["peak_rss_mb"]
+    out["ratio_20k_1k"] = round(out[20000] / out[1000], 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", type=Path, default=SHARED / "data" / "cifar10" / "train", help="folder for 32 px")
@@ -162,6 +178,9 @@ def main() -> None:
             row["ours/peer"] = round(row["ours_online"] / row["peer"], 3) if row["peer"] else None
             print(json.dumps(row), flush=True)
             results.setdefault("peer", []).append(row)
+    if len(sorted(args.small.rglob("*.jpg"))) + len(sorted(args.sweep_data.rglob("*.jpg"))) >= 20000:
+        results["memory_mb"] = memory(args.small, args.sweep_data, work)
+        print(json.dumps(results["memory_mb"]), flush=True)
     if not args.skip_sweep:
         results["sweep"] = {mode: sweep(args.sweep_data, mode, 32, 2, work) for mode in ("online", "cached")}
         print(json.dumps(results["sweep"]), flush=True)
@@ -179,6 +198,10 @@ def table(results: dict) -> str:
     for r in results.get("peer", []):
         lines.append(f"\npeer at {r['size']} px: torchdistill {r['peer']} img/s, ours online {r['ours_online']} img/s, "
                      f"ratio {r['ours/peer']}")
+    if "memory_mb" in results:
+        m = results["memory_mb"]
+        lines.append(f"peak RSS (cached, 32 px): {m[1000]} MB on 1,000 images, {m[20000]} MB on 20,000 "
+                     f"(ratio {m['ratio_20k_1k']})")
     if "sweep" in results:
         for mode, s in results["sweep"].items():
             lines.append(f"sweep ({mode}): {s['wall_s']} s for {s['runs']} students x {s['epochs']} epochs x "

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import resource
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -129,7 +130,8 @@ class FaultCheckpoint(pl.Callback):
 
 class Throughput(pl.Callback):
     """Training images per second and the share of wall time spent between steps (waiting on the data
-    loader, plus Lightning's own per-step work), after `warmup` steps. Read by train.py into summary.json.
+    loader, plus Lightning's own per-step work), after `warmup` steps, and the main process's peak RSS.
+    Read by train.py into summary.json.
 
     Args:
         warmup: steps not timed (allocator, thread pools, first batches from new workers).
@@ -163,4 +165,5 @@ class Throughput(pl.Callback):
     def stats(self) -> dict:
         total = self.step_s + self.wait_s
         return {"images_per_s": round(self.images / total, 2) if total else None, "timed_images": self.images,
-                "wait_fraction": round(self.wait_s / total, 4) if total else None}
+                "wait_fraction": round(self.wait_s / total, 4) if total else None,
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}

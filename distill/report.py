@@ -39,6 +39,10 @@ def collect(sweep_dir: str | Path) -> list[dict]:
             s = json.loads(summary_file.read_text())
             best = s.get("best") or s.get("final") or {}
             cost = s.get("cost") or {}
+            cache = (s.get("soft_target_cache") or {}).get("train")
+            epochs = (s.get("final") or {}).get("epoch", -1) + 1
+            row.update(teacher_images=cache["teacher_images"] if cache else epochs * s.get("train_images", 0),
+                       teacher_mode="cached" if cache else "online")
             row.update(status="ok", img_size=s.get("img_size", row["img_size"]), epoch=best.get("epoch"),
                        params_m=cost.get("params", 0) / 1e6, macs_m=cost.get("macs", 0) / 1e6,
                        latency_ms_b1=cost.get("latency_ms_b1"), top1=_pct(best.get("val/top1")),
@@ -79,8 +83,16 @@ def to_markdown(rows: list[dict], title: str) -> str:
             f"| {_fmt(r.get('params_m'), 3)} | {_fmt(r.get('macs_m'), 2)} | {_fmt(r.get('latency_ms_b1'), 2)} "
             f"| {_fmt(r.get('top1'))} | {_fmt(r.get('agreement'))} | {_fmt(r.get('d_top1_vs_alpha1'))} "
             f"| {_fmt(r.get('d_top1_vs_teacher'))} | {r['status']} |")
-    lines += ["", "The teacher is run over the images once per student (online mode): the soft-target cache that "
-              "shares one teacher pass across a sweep is not built yet."]
+    ok = [r for r in rows if r["status"] == "ok"]
+    cached = [r for r in ok if r.get("teacher_mode") == "cached"]
+    passes = sum(r.get("teacher_images", 0) for r in ok)
+    if cached and len(cached) == len(ok):
+        note = (f"Teacher forward passes for the whole sweep: {passes:,} images (soft-target cache: computed "
+                f"once, read by {sum(r['teacher_images'] == 0 for r in cached)} of {len(ok)} runs).")
+    else:
+        note = (f"Teacher forward passes: {passes:,} images (online teacher: every run ran it on every image of "
+                f"every epoch; distill.teacher_mode=cached runs it once for the whole sweep).")
+    lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
@@ -89,28 +101,37 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     ok = [r for r in rows if r["status"] == "ok" and r.get("macs_m")]
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
-    for key, label, marker in (("top1", "student top-1", "o"), ("agreement", "agreement with teacher", "s")):
-        pts = sorted((r["macs_m"], r[key], r) for r in ok if r.get(key) is not None)
-        if not pts:
-            continue
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, linestyle="", label=label, markersize=7)
-        if key == "top1":
+    fig, ax = plt.subplots(figsize=(8, 5.2), dpi=120)
+    styles = (("top1", "student top-1", "o", "tab:blue"), ("agreement", "agreement with teacher", "s", "tab:orange"))
+    for key, label, marker, color in styles:
+        for n, size in enumerate(sorted({r["img_size"] for r in ok}, reverse=True)):
+            pts = sorted((r["macs_m"], r[key], r) for r in ok if r.get(key) is not None and r["img_size"] == size)
+            if not pts:
+                continue
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=color, markersize=7,
+                    linestyle=("-", "--", ":", "-.")[n % 4], linewidth=1,
+                    label=f"{label}, {size} px")
             for x, y, r in pts:
-                ax.annotate(f"α{r['alpha']:g}·{r['img_size']}px", (x, y), textcoords="offset points", xytext=(5, -12),
-                            fontsize=8)
+                ax.annotate(f"α {r['alpha']:g}, {r['img_size']} px", (x, y), textcoords="offset points",
+                            xytext=(0, 8), ha="center", fontsize=7, color=color)
     teacher = next((r["teacher_top1"] for r in ok if r.get("teacher_top1") is not None), None)
     if teacher is not None:
         ax.axhline(teacher, color="gray", linestyle="--", linewidth=1, label=f"teacher top-1 ({teacher:.1f} %)")
     ax.set_xscale("log")
-    ax.set_xlabel("student mult-adds (millions, log scale)")
-    ax.set_ylabel("% on the validation folder")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_xlabel("student mult-adds per image (millions, log scale)")
+    ax.set_ylabel("% of the validation folder")
     ax.set_title(title)
+    ax.margins(x=0.08, y=0.12)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    fig.legend(loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path)
     plt.close(fig)
 
@@ -121,7 +142,7 @@ def build_report(sweep_dir: str | Path) -> list[dict]:
     rows = collect(sweep_dir)
     if not rows:
         raise FileNotFoundError(f"{sweep_dir} holds no Hydra job directories")
-    title = f"Sweep {sweep_dir.name}"
+    title = f"Distilled students: accuracy vs cost (sweep {sweep_dir.name})"
     (sweep_dir / "sweep.md").write_text(to_markdown(rows, title))
     with (sweep_dir / "sweep.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS + ["overrides"], extrasaction="ignore")

@@ -36,7 +36,7 @@ def test_report_from_hand_made_runs(tmp_path):
     assert rows[0]["d_top1_vs_teacher"] == pytest.approx(-10.0)
     md = (tmp_path / "sweep.md").read_text()
     assert "| 1: 0.50 mobilenet_v1-32 | 0.50 | 32 | 0.500 | 12.00 | 1.50 | 75.0 | 80.0 | -5.0 | -15.0 | ok |" in md
-    assert "failed" in md
+    assert "failed" in md and "online teacher" in md
     with (tmp_path / "sweep.csv").open() as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["ok", "ok", "failed"]
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
@@ -58,3 +58,16 @@ def test_multirun_grid_end_to_end(cli_args, tmp_path):
         assert float(r["top1"]) == pytest.approx(100 * summary["best"]["val/top1"])
         assert float(r["macs_m"]) == pytest.approx(summary["cost"]["macs"] / 1e6)
     assert (tmp_path / "sweep" / "sweep.png").exists() and (tmp_path / "sweep" / "sweep.md").exists()
+
+
+def test_sweep_report_callback_logs_to_wandb_group(tmp_path, monkeypatch):
+    from distill.report import SweepReport
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    fake_job(tmp_path, 0, 1.0, 32, 0.8)
+    fake_job(tmp_path, 1, 0.5, 32, 0.7)
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}, "logger": {"wandb": {"project": "p"}}})
+    SweepReport().on_multirun_end(config)
+    assert (tmp_path / "sweep.md").exists()
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
