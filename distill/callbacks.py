@@ -59,7 +59,7 @@ class RunReport(pl.Callback):
         self.rows, self.cost = state["rows"], state["cost"]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        student = getattr(pl_module, "student", None) or pl_module.model
+        student = pl_module.student if hasattr(pl_module, "student") else pl_module.model  # teacher task: .model
         img_size = student.pretrained_cfg["input_size"][-1]
         if not self.cost:
             self.cost = self.cost_fn(student, img_size, latency=self.latency)

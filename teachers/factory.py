@@ -153,10 +153,13 @@ def save_teacher(model: nn.Module, path: str | Path, name: str, val_top1: float 
     label_names = list(model.pretrained_cfg.get("label_names") or [])
     meta = dict(name=name, num_classes=model.num_classes, img_size=cfg["input_size"][-1], mean=list(cfg["mean"]),
                 std=list(cfg["std"]), label_names=label_names or None, val_top1=val_top1)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    def atomic(target: Path, write) -> None:  # temp file + rename: a crash never leaves half a file
+        tmp = target.with_name(f".{target.name}.tmp")
+        write(tmp)
+        tmp.replace(target)
+
+    atomic(path, lambda tmp: save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp)))
+    atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
     if label_names:
-        (path.parent / "classes.txt").write_text("\n".join(label_names) + "\n")
+        atomic(path.parent / "classes.txt", lambda tmp: tmp.write_text("\n".join(label_names) + "\n"))
     return path
