@@ -343,6 +343,10 @@ class DistillDataModule(pl.LightningDataModule):
                  eval_crop_pct: float = 1.0, pin_memory: bool = False, skipped_log: str | None = None,
                  seed: int = 0, decoded_cache: str | None = None):
         super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size={batch_size} must be a positive integer")
+        if num_workers is not None and num_workers < 0:
+            raise ValueError(f"data.num_workers={num_workers} must be >= 0 (or null for the default)")
         self.image_sizes = dict(image_sizes)
         self.unlabeled_dir, self.train_dir, self.val_dir = unlabeled_dir, train_dir, val_dir
         self.class_names = list(class_names) if class_names is not None else None

@@ -81,6 +81,14 @@ def test_teacher_task_then_distill(make_cfg, tmp_path, folders):
     ("distill.temperature=0", "distill.temperature"),
     ("data.unlabeled_dir=/nonexistent/folder", "data.unlabeled_dir"),
     ("teacher.checkpoint_path=/nonexistent/teacher.pth", "teacher.checkpoint_path"),
+    ("student.alpha=2.5", "student.alpha"),
+    ("student.img_size=8", "student.img_size"),
+    ("student.name=resnet_9000", "student.name"),
+    ("teacher.name=resnet_9000", "teacher.name"),
+    ("teacher.num_classes=7", "teacher.num_classes=7"),
+    ("data.batch_size=0", "data.batch_size"),
+    ("distill.teacher_mode=sometimes", "distill.teacher_mode"),
+    ("data.val_dir=/nonexistent/val", "data.val_dir"),
 ])
 def test_bad_config_is_one_line_error(make_cfg, override, message):
     with pytest.raises(train.UserError, match=message.replace(".", r"\.")):
