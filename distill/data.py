@@ -260,7 +260,7 @@ def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str,
     if class_names is not None:
         unknown = [f for f in folders if f not in class_names]
         if unknown:
-            raise ValueError(f"class folders {unknown[:5]} in {root} are not among the teacher's {len(class_names)} "
+            raise ValueError(f"{key}={root}: class folders {unknown[:5]} are not among the teacher's {len(class_names)} "
                              f"classes (e.g. {list(class_names)[:5]}); fix the folder names or the teacher's class list")
         index = {name: i for i, name in enumerate(class_names)}
     else:
