@@ -95,6 +95,7 @@ class DistillModule(pl.LightningModule):
         self.val_kl = MeanMetric()
         self.val_top1_best, self.val_agreement_best = MaxMetric(), MaxMetric()
         self._reported_teacher = False
+        self._val_teacher: dict[int, torch.Tensor] = {}  # image index -> teacher logits (online mode)
 
     def train(self, mode: bool = True) -> "DistillModule":
         super().train(mode)
@@ -138,8 +139,20 @@ class DistillModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(s_logits))
         return loss
 
+    def _val_teacher_out(self, batch: dict) -> torch.Tensor:
+        """The validation crops are deterministic, so the online teacher runs on them once per run;
+        later epochs reuse its logits (kept per image index, fp16)."""
+        if "teacher_logits" in batch:
+            return batch["teacher_logits"].float()
+        keys = batch["index"].tolist()
+        if all(k in self._val_teacher for k in keys):
+            return torch.stack([self._val_teacher[k] for k in keys]).to(self.device, torch.float32)
+        logits = self.teacher_logits(batch["teacher"])
+        self._val_teacher.update(zip(keys, logits.to("cpu", torch.float16)))
+        return logits
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        t_logits = self._teacher_out(batch)
+        t_logits = self._val_teacher_out(batch)
         s_logits = self(batch["student"])
         labels = batch["label"]
         self.val_top1.update(s_logits, labels)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from torch.fx.experimental.optimization import fuse
 from .cost import cost_report
 from .factory import load_student
 
-log = logging.getLogger(__name__)
 TOLERANCE = 1e-4
 
 

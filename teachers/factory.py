@@ -6,7 +6,6 @@ num_classes, input size, mean/std, class names) and/or `classes.txt` (one class 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,7 +15,6 @@ from safetensors.torch import load_file, save_file
 from timm.data import resolve_model_data_config
 from torch import nn
 
-log = logging.getLogger(__name__)
 
 # Wrapper prefixes found in checkpoints: Lightning modules (this project's TeacherModule keeps `model.`),
 # DDP (`module.`), and timm's EMA copies.

@@ -150,3 +150,11 @@ def test_broken_teacher_is_named_in_the_log(make_cfg, tmp_path, folders, caplog,
         train.train(make_cfg(f"teacher.checkpoint_path={teacher_file}", *override, "trainer.limit_val_batches=null",
                              output_dir=tmp_path / "distill_run"))
     assert expected in caplog.text
+
+
+def test_online_teacher_runs_once_on_the_validation_folder(make_cfg, monkeypatch):
+    calls = []
+    original = DistillModule.teacher_logits
+    monkeypatch.setattr(DistillModule, "teacher_logits", lambda self, x: calls.append(len(x)) or original(self, x))
+    train.train(make_cfg("trainer.max_epochs=3", "trainer.limit_train_batches=1", "trainer.limit_val_batches=null"))
+    assert sum(calls) == 3 * 8 + 12  # one training batch of 8 per epoch, the 12 validation images once
