@@ -105,6 +105,11 @@ def distill(cfg: DictConfig) -> dict:
         datamodule = instantiate(cfg.data, image_sizes={"teacher": teacher_size, "student": student_size},
                                  class_names=label_names, num_classes=teacher.num_classes)
         module = instantiate(cfg.distill, teacher=teacher, student=student)
+        if not module.soft_weight and not datamodule.train_dir:
+            raise ValueError("distill.soft_weight=0 trains on hard labels alone (supervision=labels): "
+                             "set data.train_dir to a labeled folder")
+        if not module.soft_weight:
+            datamodule.student_view_only("train")  # label-only: the teacher never sees a training image
         trainer = build_trainer(cfg)
 
     soft_targets = cache_soft_targets(module, datamodule, Path(cfg.paths.cache_dir) / "soft_targets") \
@@ -120,7 +125,7 @@ def distill(cfg: DictConfig) -> dict:
                    throughput=next((c.stats for c in trainer.callbacks if isinstance(c, Throughput)), None))
     if trainer.is_global_zero:
         summary["student_file"] = str(students.save_student(module.student.cpu(), output_dir / "student", extra={
-            "teacher": summary["teacher"], "metrics": summary["final"]}))
+            "crop_pct": cfg.data.eval_crop_pct, "teacher": summary["teacher"], "metrics": summary["final"]}))
         write_json(output_dir / "summary.json", summary)
         print(result_table(summary))
     return summary
@@ -178,6 +183,8 @@ def train(cfg: DictConfig) -> dict:
     with user_errors():
         if cfg.get("demo"):
             instantiate(cfg.demo)
+        if cfg.get("teacher_stage") and cfg.task != "teacher":
+            instantiate(cfg.teacher_stage)  # a recipe's teacher, trained once by `task=teacher` if missing
     return train_teacher(cfg) if cfg.task == "teacher" else distill(cfg)
 
 

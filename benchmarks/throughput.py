@@ -142,7 +142,8 @@ def main() -> None:
     parser.add_argument("--sweep-data", type=Path, default=SHARED / "data" / "cifar10" / "test",
                         help="folder for the 4-student sweep timing (3,000 images: labels unused)")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=150, help="timed steps at 32 px (after 5 untimed)")
+    parser.add_argument("--steps-large", type=int, default=50, help="timed steps at 128 px")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of bare and cached")
     parser.add_argument("--skip-peer", action="store_true")
@@ -152,19 +153,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
-    results = {"threads": 2, "batch": args.batch, "steps": args.steps, "workers": args.workers,
-               "repeats": args.repeats, "rows": []}
+    results = {"threads": 2, "batch": args.batch, "steps": {32: args.steps, 128: args.steps_large},
+               "workers": args.workers, "repeats": args.repeats, "rows": []}
     for size, data in ((32, args.small), (128, args.large)):
+        steps = args.steps if size == 32 else args.steps_large
         for alpha in (1.0, 0.25):
             # Interleaved repeats (bare, cached, bare, cached, ...): this machine's speed drifts by 10-30 %
             # within minutes, so each ratio compares measurements taken side by side.
             raw = {"bare": [], "cached": [], "cached_wait": []}
             for _ in range(args.repeats):
-                raw["bare"].append(round(bare_loop(alpha, size, args.batch, args.steps), 1))
-                stats = ours("cached", data, alpha, size, args.batch, args.steps, args.workers, work)
+                raw["bare"].append(round(bare_loop(alpha, size, args.batch, steps), 1))
+                stats = ours("cached", data, alpha, size, args.batch, steps, args.workers, work)
                 raw["cached"].append(stats["images_per_s"])
                 raw["cached_wait"].append(stats["wait_fraction"])
-            online = ours("online", data, alpha, size, args.batch, args.steps, args.workers, work)
+            online = ours("online", data, alpha, size, args.batch, steps, args.workers, work)
             row = {"size": size, "alpha": alpha, "bare": statistics.median(raw["bare"]),
                    "cached": statistics.median(raw["cached"]), "cached_wait": statistics.median(raw["cached_wait"]),
                    "online": online["images_per_s"], "online_wait": online["wait_fraction"], "raw": raw}
@@ -173,8 +175,9 @@ def main() -> None:
             results["rows"].append(row)
     if not args.skip_peer:  # same job as the peer: resnet18 teacher -> mobilenetv2_100 student, 1000 classes
         for size, data in ((32, args.small), (128, args.large)):
-            theirs = peer(data, size, args.batch, args.steps, args.workers)
-            mine = ours("online", data, 1.0, size, args.batch, args.steps, args.workers, work,
+            steps = args.steps if size == 32 else args.steps_large
+            theirs = peer(data, size, args.batch, steps, args.workers)
+            mine = ours("online", data, 1.0, size, args.batch, steps, args.workers, work,
                         ["student.name=mobilenetv2_100", "teacher.num_classes=1000"])
             row = {"size": size, "peer": theirs and theirs.get("images_per_s"), "ours_online": mine["images_per_s"]}
             row["ours/peer"] = round(row["ours_online"] / row["peer"], 3) if row["peer"] else None

@@ -129,10 +129,11 @@ def _fill(teacher, dataset, views, folder, seed, policy, normalize, batch_size, 
 
 def cache_soft_targets(module, datamodule, root: str | Path) -> dict:
     """Build or reuse the caches of the training split (`module.cache_views` random views per image) and
-    of the validation split (its one deterministic view), and switch the data module to them."""
+    of the validation split (its one deterministic view), and switch the data module to them. Label-only
+    training (soft_weight 0) needs no training logits."""
     reports = {}
     for split, views in (("train", module.cache_views), ("val", 1)):
-        if split == "val" and datamodule.val_set is None:
+        if (split == "val" and datamodule.val_set is None) or (split == "train" and not module.soft_weight):
             continue
         dataset, policy = datamodule.teacher_set(split)
         bf16 = module.use_teacher_bf16
@@ -140,5 +141,5 @@ def cache_soft_targets(module, datamodule, root: str | Path) -> dict:
             module.teacher, dataset, views, root, datamodule.seed, {**policy, "bf16": bf16},
             normalize=lambda x: module.normalize(x, "teacher"), batch_size=2 * datamodule.batch_size,
             num_workers=datamodule.num_workers, bf16=bf16, name=split)
-        datamodule.use_soft_targets(split, reports[split])
+        datamodule.student_view_only(split, reports[split])
     return reports

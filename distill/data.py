@@ -181,7 +181,7 @@ class ImageFiles(Dataset):
             if self.decoded:
                 if self._pixels is None:
                     self._pixels = np.load(self.decoded, mmap_mode="r")
-                img = torch.from_numpy(np.ascontiguousarray(self._pixels[i])).permute(2, 0, 1)  # 3,H,W
+                img = torch.from_numpy(np.array(self._pixels[i])).permute(2, 0, 1)  # 3,H,W (a writable copy)
                 return self._sample(img, rng, index, i, view)
             try:
                 img = load_rgb(self.files[i])
@@ -277,6 +277,25 @@ def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str,
     return files, labels, folders
 
 
+def label_subset(files: Sequence[Path], labels: Sequence[int], fraction: float) -> tuple[list[Path], list[int]]:
+    """The same `fraction` of every class, drawn with a fixed seed (the label-budget case).
+
+    A pure function of the file list (not of the run's seed), so a recipe's teacher stage and its label-only
+    baselines see the same labeled images."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"data.label_fraction={fraction} must be in (0, 1]")
+    if fraction == 1:
+        return list(files), list(labels)
+    by_class: dict[int, list[Path]] = {}
+    for f, label in zip(files, labels):
+        by_class.setdefault(label, []).append(f)
+    keep = []
+    for label, group in by_class.items():
+        chosen = random.Random(f"label-subset-{label}").sample(range(len(group)), max(1, round(fraction * len(group))))
+        keep += [(group[i], label) for i in sorted(chosen)]
+    return [f for f, _ in keep], [label for _, label in keep]
+
+
 class EpochSampler(Sampler):
     """Shuffles by (seed, epoch) and yields (index, seed, epoch), so each sample's augmentation is a pure
     function of those three numbers. Lightning calls `set_epoch` at every epoch.
@@ -324,7 +343,8 @@ class DistillDataModule(pl.LightningDataModule):
         image_sizes: view name -> resolution, e.g. {"teacher": 224, "student": 128} (set by train.py).
         unlabeled_dir: any folder tree of images; labels are never read from it.
         train_dir: a labeled ImageFolder tree; used instead of `unlabeled_dir` when given (teacher
-            fine-tuning, or a hard-label term).
+            training, or the hard-label term / label-only baseline).
+        label_fraction: use only this fraction of each class of `train_dir` (the label-budget case).
         val_dir: a labeled ImageFolder tree for accuracy; folder names must be the teacher's classes.
         class_names: the teacher's classes, in output order (None: folders map by sorted order).
         num_classes: the teacher's output count, to check folders against when it has no class names.
@@ -337,7 +357,7 @@ class DistillDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, image_sizes: dict[str, int], unlabeled_dir: str | None = None, train_dir: str | None = None,
-                 val_dir: str | None = None, class_names: Sequence[str] | None = None,
+                 val_dir: str | None = None, label_fraction: float = 1.0, class_names: Sequence[str] | None = None,
                  num_classes: int | None = None, batch_size: int = 64,
                  num_workers: int | None = None, train_scale: Sequence[float] = (0.35, 1.0), hflip: bool = True,
                  eval_crop_pct: float = 1.0, pin_memory: bool = False, skipped_log: str | None = None,
@@ -349,6 +369,7 @@ class DistillDataModule(pl.LightningDataModule):
             raise ValueError(f"data.num_workers={num_workers} must be >= 0 (or null for the default)")
         self.image_sizes = dict(image_sizes)
         self.unlabeled_dir, self.train_dir, self.val_dir = unlabeled_dir, train_dir, val_dir
+        self.label_fraction = label_fraction
         self.class_names = list(class_names) if class_names is not None else None
         self.num_classes = num_classes
         self.batch_size = batch_size
@@ -365,6 +386,7 @@ class DistillDataModule(pl.LightningDataModule):
         train_views = CropViews(self.image_sizes, train=True, scale=self.train_scale, hflip=self.hflip)
         if self.train_dir:
             files, labels, _ = labeled_files(self.train_dir, self.class_names, "data.train_dir", self.num_classes)
+            files, labels = label_subset(files, labels, self.label_fraction)
             source = self.train_dir
         elif self.unlabeled_dir:
             scan = scan_images(_existing_dir(self.unlabeled_dir, "data.unlabeled_dir"))
@@ -412,8 +434,9 @@ class DistillDataModule(pl.LightningDataModule):
                          else {"crop_pct": self.eval_crop_pct}))
         return self._like(dataset, views), policy
 
-    def use_soft_targets(self, split: str, soft_targets: dict) -> None:
-        """Serve the split with cached teacher logits: only the student's view is decoded and resized."""
+    def student_view_only(self, split: str, soft_targets: dict | None = None) -> None:
+        """Serve the split with the student's view only: with cached teacher logits, or (label-only
+        training) with none, so the teacher's crop is never decoded and resized."""
         dataset = self.train_set if split == "train" else self.val_set
         student = {"student": self.image_sizes["student"]}
         views = CropViews(student, train=split == "train", scale=self.train_scale, hflip=self.hflip,

@@ -16,13 +16,16 @@ def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return F.kl_div(s, t, log_target=True, reduction="batchmean") * temperature**2
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
-                      temperature: float, soft_weight: float = 1.0, hard_weight: float = 0.0) -> torch.Tensor:
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
+                      labels: torch.Tensor | None, temperature: float, soft_weight: float = 1.0,
+                      hard_weight: float = 0.0) -> torch.Tensor:
     """soft_weight * soft_target_loss + hard_weight * cross-entropy on the labels that exist (label >= 0).
 
-    The hard term is skipped (not zero-weighted NaN) when no sample in the batch carries a label.
+    The hard term is skipped (not zero-weighted NaN) when no sample in the batch carries a label. With
+    soft_weight 0 (the label-only baseline) the teacher's logits are not needed and may be None.
     """
-    loss = soft_weight * soft_target_loss(student_logits, teacher_logits, temperature)
+    loss = soft_weight * soft_target_loss(student_logits, teacher_logits, temperature) if soft_weight \
+        else student_logits.new_zeros(())
     if hard_weight and labels is not None:
         known = labels >= 0
         if known.any():

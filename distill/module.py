@@ -68,8 +68,8 @@ class DistillModule(pl.LightningModule):
             raise ValueError(f"distill.teacher_mode={teacher_mode!r}: use online or cached")
         if cache_views < 1:
             raise ValueError(f"distill.cache_views={cache_views} must be >= 1")
-        if soft_weight < 0 or hard_weight < 0:
-            raise ValueError("distill.soft_weight and distill.hard_weight must be >= 0")
+        if soft_weight < 0 or hard_weight < 0 or soft_weight + hard_weight == 0:
+            raise ValueError("distill.soft_weight and distill.hard_weight must be >= 0, and not both 0")
         self.save_hyperparameters(ignore=["teacher", "student", "optimizer", "scheduler"], logger=False)
         self.teacher = teacher.requires_grad_(False).eval()
         self.student = student
@@ -129,7 +129,8 @@ class DistillModule(pl.LightningModule):
         return self.teacher_logits(batch["teacher"])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        t_logits = self._teacher_out(batch)  # B,C
+        # soft_weight 0 is the label-only baseline: the teacher is only scored on the validation folder.
+        t_logits = self._teacher_out(batch) if self.soft_weight else None  # B,C
         s_logits = self(batch["student"])  # B,C
         loss = distillation_loss(s_logits, t_logits, batch["label"], self.temperature, self.soft_weight,
                                  self.hard_weight)

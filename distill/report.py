@@ -17,8 +17,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
-COLUMNS = ["run", "status", "student", "alpha", "img_size", "params_m", "macs_m", "latency_ms_b1", "top1",
-           "agreement", "kl", "epoch", "d_top1_vs_alpha1", "d_top1_vs_teacher", "teacher_top1"]
+COLUMNS = ["run", "status", "trained_on", "label_fraction", "student", "alpha", "img_size", "params_m", "macs_m",
+           "latency_ms_b1", "top1", "agreement", "kl", "epoch", "top1_best", "d_top1_vs_alpha1", "d_top1_vs_labels",
+           "d_top1_vs_teacher", "teacher_top1"]
 
 
 def _pct(v: Any) -> float | None:
@@ -26,42 +27,61 @@ def _pct(v: Any) -> float | None:
 
 
 def collect(sweep_dir: str | Path) -> list[dict]:
-    """One row per job directory of the sweep (those with a .hydra folder); failed jobs included."""
+    """One row per job directory of the sweep (those with a .hydra folder); failed jobs included.
+
+    Metrics are each run's final validation row: the weights in its student.safetensors, chosen by no
+    look at the validation folder (the best row is kept as top1_best)."""
     rows = []
     for job in sorted((p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()),
                       key=lambda p: (len(p.name), p.name)):
         overrides = OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
         config = OmegaConf.load(job / ".hydra" / "config.yaml")
+        labels_only = OmegaConf.select(config, "distill.soft_weight", default=1.0) == 0
         row = {"run": job.name, "status": "failed", "student": config.student.name,
+               "trained_on": "labels" if labels_only else "teacher",
+               "label_fraction": OmegaConf.select(config, "data.label_fraction", default=1.0),
                "alpha": config.student.alpha, "img_size": config.student.img_size, "overrides": " ".join(overrides)}
         summary_file = job / "summary.json"
         if summary_file.exists():
             s = json.loads(summary_file.read_text())
-            best = s.get("best") or s.get("final") or {}
+            final = s.get("final") or {}
             cost = s.get("cost") or {}
             cache = (s.get("soft_target_cache") or {}).get("train")
-            epochs = (s.get("final") or {}).get("epoch", -1) + 1
-            row.update(teacher_images=cache["teacher_images"] if cache else epochs * s.get("train_images", 0),
-                       teacher_mode="cached" if cache else "online")
-            row.update(status="ok", img_size=s.get("img_size", row["img_size"]), epoch=best.get("epoch"),
+            epochs = final.get("epoch", -1) + 1
+            row.update(teacher_images=cache["teacher_images"] if cache else
+                       0 if labels_only else epochs * s.get("train_images", 0),
+                       teacher_mode="cached" if cache or labels_only else "online")
+            row.update(status="ok", img_size=s.get("img_size", row["img_size"]), epoch=final.get("epoch"),
                        params_m=cost.get("params", 0) / 1e6, macs_m=cost.get("macs", 0) / 1e6,
-                       latency_ms_b1=cost.get("latency_ms_b1"), top1=_pct(best.get("val/top1")),
-                       agreement=_pct(best.get("val/agreement")), kl=best.get("val/kl"),
-                       teacher_top1=_pct(best.get("val/teacher_top1")))
+                       latency_ms_b1=cost.get("latency_ms_b1"), top1=_pct(final.get("val/top1")),
+                       agreement=_pct(final.get("val/agreement")), kl=final.get("val/kl"),
+                       top1_best=_pct((s.get("best") or {}).get("val/top1")),
+                       teacher_top1=_pct(final.get("val/teacher_top1")))
         rows.append(row)
     _add_deltas(rows)
     return rows
 
 
+def _case(r: dict) -> tuple:
+    return r["trained_on"], r["label_fraction"], r["img_size"]
+
+
 def _add_deltas(rows: list[dict]) -> None:
-    """Top-1 differences to the widest (alpha = 1.0) student at the same resolution, and to the teacher."""
-    ok = [r for r in rows if r["status"] == "ok"]
+    """Top-1 differences to the widest (alpha = 1.0) student of the same case and resolution, to the
+    label-only twin (same alpha, resolution and labels), and to the teacher."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get("top1") is not None]
     for r in ok:
-        if r.get("top1") is None:
-            continue
-        base = [b for b in ok if b["alpha"] == 1.0 and b["img_size"] == r["img_size"] and b.get("top1") is not None]
+        base = [b for b in ok if b["alpha"] == 1.0 and _case(b) == _case(r)]
+        twin = [b for b in ok if b["trained_on"] == "labels" and r["trained_on"] == "teacher" and
+                (b["alpha"], b["img_size"], b["label_fraction"]) == (r["alpha"], r["img_size"], r["label_fraction"])]
         r["d_top1_vs_alpha1"] = r["top1"] - base[0]["top1"] if base else None
+        r["d_top1_vs_labels"] = r["top1"] - twin[0]["top1"] if twin else None
         r["d_top1_vs_teacher"] = r["top1"] - r["teacher_top1"] if r.get("teacher_top1") is not None else None
+
+
+def _trained_on(r: dict) -> str:
+    share = f"{100 * r['label_fraction']:.0f} %"
+    return f"teacher (its labels: {share})" if r["trained_on"] == "teacher" else f"labels only ({share})"
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
@@ -71,29 +91,70 @@ def _fmt(v: Any, digits: int = 1) -> str:
 
 
 def to_markdown(rows: list[dict], title: str) -> str:
-    teacher = next((r["teacher_top1"] for r in rows if r.get("teacher_top1") is not None), None)
     lines = [f"# {title}", "",
-             f"Teacher top-1: {_fmt(teacher)} %. Metrics are each run's best validation row (by its monitor).", "",
-             "| Model | α | resolution | Million Params | Million Mult-Adds | ms (b1) | top-1 % | agreement % "
-             "| Δ top-1 vs α=1.0 | Δ top-1 vs teacher | status |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "Each run's final validation row (the weights in its student.safetensors). \"teacher\": distilled "
+             "from the teacher's soft targets, no labels; \"labels only\": the same student trained on hard "
+             "labels. Percentages: the share of the labeled split's labels that the teacher (or the "
+             "label-only student) was trained on.", "",
+             "| Model | α | resolution | Million Params | Million Mult-Adds | ms (b1) | trained on | top-1 % "
+             "| agreement % | Δ vs α=1.0 | Δ vs labels only | teacher top-1 % | status |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(
             f"| {r['run']}: {r['alpha']:.2f} {r['student']}-{r['img_size']} | {r['alpha']:.2f} | {r['img_size']} "
             f"| {_fmt(r.get('params_m'), 3)} | {_fmt(r.get('macs_m'), 2)} | {_fmt(r.get('latency_ms_b1'), 2)} "
-            f"| {_fmt(r.get('top1'))} | {_fmt(r.get('agreement'))} | {_fmt(r.get('d_top1_vs_alpha1'))} "
-            f"| {_fmt(r.get('d_top1_vs_teacher'))} | {r['status']} |")
+            f"| {_trained_on(r)} | {_fmt(r.get('top1'))} | {_fmt(r.get('agreement'))} "
+            f"| {_fmt(r.get('d_top1_vs_alpha1'))} | {_fmt(r.get('d_top1_vs_labels'))} "
+            f"| {_fmt(r.get('teacher_top1'))} | {r['status']} |")
+    lines += comparison(rows)
     ok = [r for r in rows if r["status"] == "ok"]
-    cached = [r for r in ok if r.get("teacher_mode") == "cached"]
+    distilled = [r for r in ok if r["trained_on"] == "teacher"]
+    cached = [r for r in distilled if r.get("teacher_mode") == "cached"]
     passes = sum(r.get("teacher_images", 0) for r in ok)
-    if cached and len(cached) == len(ok):
-        note = (f"Teacher forward passes for the whole sweep: {passes:,} images (soft-target cache: computed "
-                f"once, read by {sum(r['teacher_images'] == 0 for r in cached)} of {len(ok)} runs).")
+    if cached and len(cached) == len(distilled):
+        note = (f"Teacher forward passes over training images for the whole sweep: {passes:,} (soft-target "
+                f"cache: computed once per teacher, read by {sum(r['teacher_images'] == 0 for r in cached)} of "
+                f"{len(distilled)} distilled runs).")
     else:
-        note = (f"Teacher forward passes: {passes:,} images (online teacher: every run ran it on every image of "
-                f"every epoch; distill.teacher_mode=cached runs it once for the whole sweep).")
+        note = (f"Teacher forward passes over training images: {passes:,} (online teacher: every run ran it on "
+                f"every image of every epoch; distill.teacher_mode=cached runs it once for the whole sweep).")
     lines += ["", note]
     return "\n".join(lines) + "\n"
+
+
+def comparison(rows: list[dict]) -> list[str]:
+    """Distilled students next to their label-only twins, one line per (resolution, alpha) and a column
+    group per label budget; empty unless the sweep has both kinds."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get("top1") is not None]
+    if not {"teacher", "labels"} <= {r["trained_on"] for r in ok}:
+        return []
+    fractions = sorted({r["label_fraction"] for r in ok}, reverse=True)
+    grid = sorted({(r["img_size"], r["alpha"]) for r in ok}, key=lambda k: (-k[0], -k[1]))
+
+    def find(trained_on: str, fraction: float, size: int, alpha: float) -> dict | None:
+        return next((r for r in ok if (r["trained_on"], r["label_fraction"], r["img_size"], r["alpha"]) ==
+                     (trained_on, fraction, size, alpha)), None)
+
+    head = "| α | resolution | Million Params | Million Mult-Adds | ms (b1) |"
+    rule = "|---:|---:|---:|---:|---:|"
+    for f in fractions:
+        teacher = next((r["teacher_top1"] for r in ok if r["label_fraction"] == f and r.get("teacher_top1")), None)
+        share = f"{100 * f:.0f} %"
+        head += (f" distilled top-1 / agreement (teacher: {share} of labels, {_fmt(teacher)} top-1) "
+                 f"| labels only ({share}) top-1 | Δ |")
+        rule += "---:|---:|---:|"
+    lines = ["", "## Distilled (no labels) vs trained on labels alone", "", head, rule]
+    for size, alpha in grid:
+        any_row = next(r for r in ok if (r["img_size"], r["alpha"]) == (size, alpha))
+        line = (f"| {alpha:.2f} | {size} | {_fmt(any_row.get('params_m'), 3)} | {_fmt(any_row.get('macs_m'), 2)} "
+                f"| {_fmt(any_row.get('latency_ms_b1'), 2)} |")
+        for f in fractions:
+            d, lab = find("teacher", f, size, alpha), find("labels", f, size, alpha)
+            line += (f" {_fmt(d['top1']) if d else '–'} / {_fmt(d['agreement']) if d else '–'} "
+                     f"| {_fmt(lab['top1']) if lab else '–'} "
+                     f"| {_fmt(d['top1'] - lab['top1']) if d and lab else '–'} |")
+        lines.append(line)
+    return lines
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -105,21 +166,29 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     ok = [r for r in rows if r["status"] == "ok" and r.get("macs_m")]
     fig, ax = plt.subplots(figsize=(8, 5.2), dpi=120)
-    styles = (("top1", "student top-1", "o", "tab:blue"), ("agreement", "agreement with teacher", "s", "tab:orange"))
-    for key, label, marker, color in styles:
-        for n, size in enumerate(sorted({r["img_size"] for r in ok}, reverse=True)):
-            pts = sorted((r["macs_m"], r[key], r) for r in ok if r.get(key) is not None and r["img_size"] == size)
-            if not pts:
-                continue
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=color, markersize=7,
-                    linestyle=("-", "--", ":", "-.")[n % 4], linewidth=1,
-                    label=f"{label}, {size} px")
-            for x, y, r in pts:
-                ax.annotate(f"α {r['alpha']:g}, {r['img_size']} px", (x, y), textcoords="offset points",
-                            xytext=(0, 8), ha="center", fontsize=7, color=color)
-    teacher = next((r["teacher_top1"] for r in ok if r.get("teacher_top1") is not None), None)
-    if teacher is not None:
-        ax.axhline(teacher, color="gray", linestyle="--", linewidth=1, label=f"teacher top-1 ({teacher:.1f} %)")
+    cases = sorted({_case(r) for r in ok}, key=lambda c: (c[0] != "teacher", -c[1], -c[2]))
+    series = [("top1", "top-1", case) for case in cases]
+    if len(cases) == 1:  # one case: also how closely the students follow the teacher
+        series.append(("agreement", "agreement with teacher", cases[0]))
+    for key, what, case in series:
+        pts = sorted((r["macs_m"], r[key], r) for r in ok if r.get(key) is not None and _case(r) == case)
+        if not pts:
+            continue
+        distilled = case[0] == "teacher"  # a distilled student and its label-only twin share a colour
+        fractions = sorted({c[1] for c in cases}, reverse=True)
+        color = "tab:purple" if key == "agreement" else \
+            plt.get_cmap("tab10")(fractions.index(case[1]) + 2 * sorted({c[2] for c in cases}).index(case[2]))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o" if distilled else "^", color=color,
+                markersize=7, linestyle="-" if distilled else "--", linewidth=1,
+                label=f"{what}: {_trained_on(pts[0][2])}, {case[2]} px")
+        for x, y, r in pts:
+            ax.annotate(f"α {r['alpha']:g}", (x, y), textcoords="offset points", xytext=(0, 8), ha="center",
+                        fontsize=7, color=color)
+    teachers = sorted({(r["label_fraction"], r["teacher_top1"]) for r in ok if r.get("teacher_top1") is not None},
+                      reverse=True)
+    for (fraction, top1), style in zip(teachers, ("--", ":", "-.", "-")):
+        ax.axhline(top1, color="gray", linestyle=style, linewidth=1,
+                   label=f"teacher top-1 ({top1:.1f} %, {100 * fraction:.0f} % of labels)")
     ax.set_xscale("log")
     plain = FuncFormatter(lambda v, _: f"{v:g}")
     ax.xaxis.set_major_formatter(plain)

@@ -90,9 +90,10 @@ def save_student(model: nn.Module, path: str | Path, extra: dict[str, Any] | Non
         mean=list(cfg["mean"]),
         std=list(cfg["std"]),
         interpolation=cfg.get("interpolation", "bilinear"),
+        crop_pct=cfg.get("crop_pct", 1.0),  # the centre-crop share of evaluation (data.eval_crop_pct)
         label_names=list(cfg["label_names"]) if cfg.get("label_names") else None,
-        **(extra or {}),
     )
+    meta.update(extra or {})
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     text = json.dumps(meta, indent=2, default=str)
     _atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"student": text}))
@@ -105,7 +106,7 @@ def load_student(path: str | Path) -> nn.Module:
     path = Path(path).with_suffix(".safetensors")
     meta = json.loads(path.with_suffix(".json").read_text())
     overlay = dict(file=str(path), input_size=(3, meta["img_size"], meta["img_size"]), mean=tuple(meta["mean"]),
-                   std=tuple(meta["std"]), crop_pct=1.0, num_classes=meta["num_classes"],
+                   std=tuple(meta["std"]), crop_pct=meta.get("crop_pct", 1.0), num_classes=meta["num_classes"],
                    label_names=tuple(meta["label_names"]) if meta.get("label_names") else None)
     model = timm.create_model(meta["model_name"], pretrained=True, pretrained_cfg_overlay=overlay,
                               num_classes=meta["num_classes"], **meta["model_args"])

@@ -12,17 +12,22 @@ from distill.report import build_report
 from tests.test_reliability import _cli
 
 
-def fake_job(sweep: Path, num: int, alpha: float, size: int, top1: float | None, macs: float = 10e6):
+def fake_job(sweep: Path, num: int, alpha: float, size: int, top1: float | None, macs: float = 10e6,
+             labels_only: bool = False, label_fraction: float = 1.0, teacher_top1: float = 0.9):
     job = sweep / str(num)
     (job / ".hydra").mkdir(parents=True)
     OmegaConf.save(OmegaConf.create([f"student.alpha={alpha}", f"student.img_size={size}"]),
                    job / ".hydra" / "overrides.yaml")
-    OmegaConf.save(OmegaConf.create({"student": {"name": "mobilenet_v1", "alpha": alpha, "img_size": size}}),
+    OmegaConf.save(OmegaConf.create({"student": {"name": "mobilenet_v1", "alpha": alpha, "img_size": size},
+                                     "distill": {"soft_weight": 0.0 if labels_only else 1.0},
+                                     "data": {"label_fraction": label_fraction}}),
                    job / ".hydra" / "config.yaml")
     if top1 is not None:  # a failed run leaves no summary.json
-        row = {"epoch": 3, "val/top1": top1, "val/agreement": top1 + 0.05, "val/kl": 0.1, "val/teacher_top1": 0.9}
+        row = {"epoch": 3, "val/top1": top1, "val/agreement": top1 + 0.05, "val/kl": 0.1,
+               "val/teacher_top1": teacher_top1}
+        best = {**row, "val/top1": top1 + 0.01}
         (job / "summary.json").write_text(json.dumps({
-            "final": row, "best": row, "img_size": size,
+            "final": row, "best": best, "img_size": size,
             "cost": {"params": 1_000_000 * alpha, "macs": macs, "latency_ms_b1": 1.5}}))
 
 
@@ -35,10 +40,31 @@ def test_report_from_hand_made_runs(tmp_path):
     assert rows[1]["d_top1_vs_alpha1"] == pytest.approx(-5.0)
     assert rows[0]["d_top1_vs_teacher"] == pytest.approx(-10.0)
     md = (tmp_path / "sweep.md").read_text()
-    assert "| 1: 0.50 mobilenet_v1-32 | 0.50 | 32 | 0.500 | 12.00 | 1.50 | 75.0 | 80.0 | -5.0 | -15.0 | ok |" in md
+    assert ("| 1: 0.50 mobilenet_v1-32 | 0.50 | 32 | 0.500 | 12.00 | 1.50 | teacher (its labels: 100 %) | 75.0 | 80.0 "
+            "| -5.0 | – | 90.0 | ok |") in md
+    assert rows[1]["top1_best"] == pytest.approx(76.0)  # the table shows the final row, not the best
     assert "failed" in md and "online teacher" in md
     with (tmp_path / "sweep.csv").open() as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["ok", "ok", "failed"]
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000
+
+
+def test_report_compares_distilled_students_with_label_only_twins(tmp_path):
+    """The recipe's four cases: distilled vs label-only, all labels vs a third; deltas within each case."""
+    for n, (alpha, labels_only, fraction, top1, teacher) in enumerate([
+            (1.0, False, 1.0, 0.70, 0.72), (0.25, False, 1.0, 0.66, 0.72), (1.0, True, 1.0, 0.68, 0.72),
+            (0.25, True, 1.0, 0.60, 0.72), (1.0, False, 0.33, 0.58, 0.60), (1.0, True, 0.33, 0.50, 0.60)]):
+        fake_job(tmp_path, n, alpha, 32, top1, labels_only=labels_only, label_fraction=fraction,
+                 teacher_top1=teacher)
+    rows = build_report(tmp_path)
+    assert [r["trained_on"] for r in rows] == ["teacher", "teacher", "labels", "labels", "teacher", "labels"]
+    assert [r["d_top1_vs_alpha1"] for r in rows] == pytest.approx([0, -4, 0, -8, 0, 0])
+    assert rows[0]["d_top1_vs_labels"] == pytest.approx(2.0)
+    assert rows[1]["d_top1_vs_labels"] == pytest.approx(6.0)
+    assert rows[4]["d_top1_vs_labels"] == pytest.approx(8.0)  # the label-budget twin, not the full-label one
+    assert rows[2]["d_top1_vs_labels"] is None
+    md = (tmp_path / "sweep.md").read_text()
+    assert "labels only (33 %)" in md and "teacher (its labels: 33 %)" in md
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
 
 
@@ -55,7 +81,7 @@ def test_multirun_grid_end_to_end(cli_args, tmp_path):
                                                                   ("0.5", "24")]
     for r in rows:
         summary = json.loads((tmp_path / "sweep" / r["run"] / "summary.json").read_text())
-        assert float(r["top1"]) == pytest.approx(100 * summary["best"]["val/top1"])
+        assert float(r["top1"]) == pytest.approx(100 * summary["final"]["val/top1"])
         assert float(r["macs_m"]) == pytest.approx(summary["cost"]["macs"] / 1e6)
     assert (tmp_path / "sweep" / "sweep.png").exists() and (tmp_path / "sweep" / "sweep.md").exists()
 

@@ -1,0 +1,44 @@
+"""A recipe's teacher stage: train the teacher once with `train.py task=teacher`, then distil from its file.
+
+Configured as `teacher_stage` (see conf/experiment/cifar10_recipe.yaml): every job of a sweep calls it, the
+first one trains, later ones (and later sweeps) find the file and go on. The stage is an ordinary run of
+the entry point in its own directory (the teacher file's folder), so its log, checkpoints and metrics
+are kept, and a stage killed half-way continues from its last checkpoint the next time.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+log = logging.getLogger(__name__)
+
+
+def ensure_teacher(checkpoint_path: str, overrides: Sequence[str], entry: str = "train") -> Path:
+    """Return `checkpoint_path`, first training it with `python -m {entry} task=teacher *overrides` if missing.
+
+    The file must be named teacher.safetensors: the stage writes it into its run directory."""
+    path = Path(checkpoint_path).expanduser().resolve()
+    if path.is_file():
+        return path
+    if path.name != "teacher.safetensors":
+        raise ValueError(f"teacher_stage: checkpoint_path={checkpoint_path} must end in teacher.safetensors "
+                         f"(the stage's run directory is its folder)")
+    run_dir = path.parent
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".stage.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel jobs of a sweep: one trains, the others wait for its file
+        if path.is_file():
+            return path
+        command = [sys.executable, "-m", entry, "task=teacher", *overrides, f"hydra.run.dir={run_dir}"]
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            command.append(f"resume={last}")
+        log.info("teacher stage: %s", " ".join(command))
+        if subprocess.run(command).returncode != 0 or not path.is_file():
+            raise RuntimeError(f"the teacher stage failed (its log: {run_dir}/train.log); "
+                               f"rerun to continue it, or run it alone: {' '.join(command)}")
+    return path

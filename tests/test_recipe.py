@@ -1,0 +1,115 @@
+"""The recipe's pieces: the label budget, the label-only baseline, and the teacher stage run from the config."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import train
+from distill.data import DistillDataModule, label_subset
+from distill.module import DistillModule
+from tests.test_reliability import _cli
+
+
+def test_label_subset_takes_the_same_share_of_every_class():
+    files = [Path(f"{c}/{i:04d}.jpg") for c in "abc" for i in range(30)]
+    labels = [i // 30 for i in range(90)]
+    kept, kept_labels = label_subset(files, labels, 1 / 3)
+    assert [kept_labels.count(c) for c in range(3)] == [10, 10, 10]
+    assert all(f.parent.name == "abc"[label] for f, label in zip(kept, kept_labels))
+    assert label_subset(files, labels, 1 / 3) == (kept, kept_labels)  # a function of the files alone
+    assert kept != files[:10] + files[30:40] + files[60:70]  # drawn, not the first names of each class
+    assert label_subset(files, labels, 1.0) == (files, labels)
+    for bad in (0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="label_fraction"):
+            label_subset(files, labels, bad)
+
+
+def test_label_fraction_limits_the_labeled_training_set(folders):
+    dm = DistillDataModule({"teacher": 16, "student": 16}, train_dir=str(folders["train"]), label_fraction=0.5,
+                           class_names=["ant", "bee", "cat"], num_workers=0)
+    assert len(dm.train_set) == 18 and sorted(dm.train_set.labels) == [0] * 6 + [1] * 6 + [2] * 6
+
+
+@pytest.mark.parametrize("mode", ["online", "cached"])
+def test_label_only_baseline_never_shows_the_teacher_a_training_image(make_cfg, monkeypatch, mode):
+    calls = []
+    original = DistillModule.teacher_logits
+    monkeypatch.setattr(DistillModule, "teacher_logits", lambda self, x: calls.append(len(x)) or original(self, x))
+    summary = train.train(make_cfg("supervision=labels", f"distill.teacher_mode={mode}", "trainer.max_epochs=2",
+                                   "trainer.limit_val_batches=null"))
+    if mode == "online":
+        assert sum(calls) == 12  # the validation folder, once; never a training batch
+    else:
+        assert "train" not in summary["soft_target_cache"] and summary["soft_target_cache"]["val"]["teacher_images"] == 12
+    assert summary["train_images"] == 36  # the unlabeled folder's own class folders, as labels
+    assert summary["final"]["val/agreement"] is not None and summary["final"]["val/teacher_top1"] is not None
+
+
+def test_label_only_without_labels_is_a_user_error(make_cfg):
+    with pytest.raises(train.UserError, match="data.train_dir"):
+        train.train(make_cfg("distill.soft_weight=0", "distill.hard_weight=1"))
+    with pytest.raises(train.UserError, match="not both 0"):
+        train.train(make_cfg("distill.soft_weight=0"))
+
+
+def test_recipe_trains_its_teacher_once_then_distils(folders, tmp_path):
+    """experiment=cifar10_recipe on the tiny folders: the first job runs the teacher stage (task=teacher on
+    half the labels), distils from the file it wrote; the label-only twin reuses that teacher."""
+    cache = tmp_path / "cache"
+    common = ["experiment=cifar10_recipe", f"data.unlabeled_dir={folders['train']}", f"data.val_dir={folders['val']}",
+              f"paths.cache_dir={cache}", "teacher.name=test_resnet", "recipe_teacher_steps=3", "student.alpha=0.25",
+              "student.img_size=16", "data.label_fraction=0.5", "data.batch_size=8", "data.num_workers=0",
+              "trainer.max_epochs=1", "distill.cache_views=1", "callbacks.run_report.latency=false"]
+    first = _cli([*common, f"hydra.run.dir={tmp_path / 'distilled'}"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    teacher_file = cache / "recipes/cifar10/test_resnet-64px-labels0.5/teacher.safetensors"
+    stage = json.loads((teacher_file.parent / "summary.json").read_text())
+    assert stage["teacher"].startswith("test_resnet")
+    sidecar = json.loads(teacher_file.with_suffix(".json").read_text())
+    assert sidecar["img_size"] == 64  # the teacher at 64 px, the student at 16
+    summary = json.loads((tmp_path / "distilled" / "summary.json").read_text())
+    assert summary["train_images"] == 36 and summary["img_size"] == 16
+    assert summary["soft_target_cache"]["train"]["teacher_images"] == 36
+
+    mtime = teacher_file.stat().st_mtime_ns
+    twin = _cli([*common, "supervision=labels", f"hydra.run.dir={tmp_path / 'labels'}"])
+    assert twin.returncode == 0, twin.stderr[-3000:]
+    assert teacher_file.stat().st_mtime_ns == mtime and "teacher stage" not in twin.stderr + twin.stdout
+    summary = json.loads((tmp_path / "labels" / "summary.json").read_text())
+    assert summary["train_images"] == 18  # the labeled half only
+
+
+def test_evaluate_a_saved_student_matches_the_run(make_cfg, folders, tmp_path, capsys):
+    """`python -m distill.evaluate` needs only the student file: same top-1 as the run's last validation."""
+    from distill.evaluate import evaluate, main
+
+    summary = train.train(make_cfg("trainer.max_epochs=2", "trainer.limit_val_batches=null",
+                                   "data.eval_crop_pct=0.875", output_dir=tmp_path / "run"))
+    result = evaluate(tmp_path / "run", folders["val"], num_workers=0)
+    assert result["images"] == 12 and set(result["per_class"]) == {"ant", "bee", "cat"}
+    assert result["top1"] == pytest.approx(summary["final"]["val/top1"], abs=1e-6)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "nowhere"), str(folders["val"])])
+    assert exit_info.value.code == 2 and "no student file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe", ["cifar10_recipe", "imagenette_recipe"])
+def test_recipes_compose_with_one_teacher_per_label_budget(recipe, tmp_path):
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_cfg
+
+    def stage(*overrides):
+        cfg = compose_cfg([f"experiment={recipe}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}",
+                           *overrides])
+        return cfg, OmegaConf.to_container(cfg.teacher_stage, resolve=True)
+
+    full_cfg, full = stage()
+    budget_cfg, budget = stage("data.label_fraction=0.3333", "supervision=labels")
+    assert full["checkpoint_path"] == full_cfg.teacher.checkpoint_path != budget["checkpoint_path"]
+    assert "data.label_fraction=0.3333" in budget["overrides"] and "data.label_fraction=1.0" in full["overrides"]
+    assert full_cfg.distill.soft_weight == 1 and full_cfg.data.train_dir is None  # distilled: no labels
+    assert budget_cfg.distill.soft_weight == 0 and budget_cfg.data.train_dir == budget_cfg.data.unlabeled_dir
+    assert full_cfg.distill.teacher_mode == "cached"
