@@ -27,6 +27,7 @@ from distill.cache import cache_soft_targets
 from distill.callbacks import RunReport, Throughput, write_json
 from distill.data import class_folders, skipped_counts
 from teachers import describe, for_classes, save_teacher
+from teachers.stage import StageFailed
 
 log = logging.getLogger("train")
 
@@ -37,15 +38,16 @@ class UserError(Exception):
 
 @contextlib.contextmanager
 def user_errors():
-    """Turn the ValueError / FileNotFoundError our constructors raise for bad input into a UserError."""
+    """Turn the ValueError / FileNotFoundError our constructors raise for bad input (and a failed teacher
+    stage, whose own output says why) into a UserError."""
     try:
         yield
     except InstantiationException as err:
         cause = err.__cause__
-        if isinstance(cause, (ValueError, FileNotFoundError)):
+        if isinstance(cause, (ValueError, FileNotFoundError, StageFailed)):
             raise UserError(str(cause)) from cause
         raise
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, StageFailed) as err:
         raise UserError(str(err)) from err
 
 

@@ -177,10 +177,15 @@ def main() -> None:
         for size, data in ((32, args.small), (128, args.large)):
             steps = args.steps if size == 32 else args.steps_large
             theirs = peer(data, size, args.batch, steps, args.workers)
-            mine = ours("online", data, 1.0, size, args.batch, steps, args.workers, work,
-                        ["student.name=mobilenetv2_100", "teacher.num_classes=1000"])
-            row = {"size": size, "peer": theirs and theirs.get("images_per_s"), "ours_online": mine["images_per_s"]}
-            row["ours/peer"] = round(row["ours_online"] / row["peer"], 3) if row["peer"] else None
+            job = ["student.name=mobilenetv2_100", "teacher.num_classes=1000"]
+            mine = ours("online", data, 1.0, size, args.batch, steps, args.workers, work, job)
+            # The student under bf16 autocast too (Lightning's precision flag; the teacher already is):
+            mine_bf16 = ours("online", data, 1.0, size, args.batch, steps, args.workers, work,
+                             [*job, "trainer.precision=bf16-mixed"])
+            row = {"size": size, "peer": theirs and theirs.get("images_per_s"), "ours_online": mine["images_per_s"],
+                   "ours_online_bf16": mine_bf16["images_per_s"]}
+            for key in ("ours_online", "ours_online_bf16"):
+                row[f"{key}/peer"] = round(row[key] / row["peer"], 3) if row["peer"] else None
             print(json.dumps(row), flush=True)
             results.setdefault("peer", []).append(row)
     if not args.skip_memory:
@@ -201,8 +206,9 @@ def table(results: dict) -> str:
         lines.append(f"| {r['size']} | {r['alpha']} | {r['bare']} | {r['cached']} | {r['online']} | "
                      f"{r['cached/bare']} | {r['cached_wait']:.1%} | {r['online_wait']:.1%} |")
     for r in results.get("peer", []):
-        lines.append(f"\npeer at {r['size']} px: torchdistill {r['peer']} img/s, ours online {r['ours_online']} img/s, "
-                     f"ratio {r['ours/peer']}")
+        lines.append(f"\npeer at {r['size']} px: torchdistill {r['peer']} img/s; ours online {r['ours_online']} img/s "
+                     f"(ratio {r['ours_online/peer']}), with the student in bf16 {r['ours_online_bf16']} img/s "
+                     f"(ratio {r['ours_online_bf16/peer']})")
     if "memory_mb" in results:
         m = results["memory_mb"]
         big = max(k for k in m if isinstance(k, int))

@@ -81,7 +81,8 @@ def _add_deltas(rows: list[dict]) -> None:
 
 def _trained_on(r: dict) -> str:
     share = f"{100 * r['label_fraction']:.0f} %"
-    return f"teacher (its labels: {share})" if r["trained_on"] == "teacher" else f"labels only ({share})"
+    return f"distilled (teacher on {share} of labels)" if r["trained_on"] == "teacher" else \
+        f"labels only ({share} of labels)"
 
 
 def _fmt(v: Any, digits: int = 1) -> str:

@@ -62,13 +62,14 @@ def cost_report(model: nn.Module, img_size: int, latency: bool = True, repeats: 
 
 def grid(alphas: list[float], sizes: list[int], num_classes: int = 1000, shallow: bool = False,
          latency: bool = False) -> list[dict]:
-    """One cost row per (alpha, resolution) of the paper's MobileNet v1."""
+    """One cost row per (alpha, resolution) of the paper's MobileNet v1, built as train.py builds it for
+    that resolution (below 96 px: the stride-1 small-input stem)."""
     from .factory import create_student
 
     rows = []
     for alpha in alphas:
-        model = create_student(num_classes, alpha=alpha, shallow=shallow)
         for size in sizes:
+            model = create_student(num_classes, alpha=alpha, img_size=size, shallow=shallow)
             rows.append({"alpha": alpha, **cost_report(model, size, latency=latency)})
     return rows
 

@@ -17,6 +17,10 @@ from typing import Sequence
 log = logging.getLogger(__name__)
 
 
+class StageFailed(RuntimeError):
+    """The teacher stage's run failed; its own output above says why (train.py reports it in one line)."""
+
+
 def ensure_teacher(checkpoint_path: str, overrides: Sequence[str], entry: str = "train") -> Path:
     """Return `checkpoint_path`, first training it with `python -m {entry} task=teacher *overrides` if missing.
 
@@ -39,6 +43,6 @@ def ensure_teacher(checkpoint_path: str, overrides: Sequence[str], entry: str = 
             command.append(f"resume={last}")
         log.info("teacher stage: %s", " ".join(command))
         if subprocess.run(command).returncode != 0 or not path.is_file():
-            raise RuntimeError(f"the teacher stage failed (its log: {run_dir}/train.log); "
+            raise StageFailed(f"the teacher stage failed (its log: {run_dir}/train.log); "
                                f"rerun to continue it, or run it alone: {' '.join(command)}")
     return path

@@ -113,3 +113,31 @@ def test_recipes_compose_with_one_teacher_per_label_budget(recipe, tmp_path):
     assert full_cfg.distill.soft_weight == 1 and full_cfg.data.train_dir is None  # distilled: no labels
     assert budget_cfg.distill.soft_weight == 0 and budget_cfg.data.train_dir == budget_cfg.data.unlabeled_dir
     assert full_cfg.distill.teacher_mode == "cached"
+
+
+def test_teacher_stage_resumes_a_killed_stage_and_reports_a_failed_one(tmp_path, monkeypatch):
+    import subprocess
+
+    from teachers.stage import ensure_teacher
+
+    target = tmp_path / "stage" / "teacher.safetensors"
+    (target.parent / "checkpoints").mkdir(parents=True)
+    (target.parent / "checkpoints" / "last.ckpt").write_bytes(b"")  # what a killed stage leaves
+    commands = []
+
+    def fake_run(command, **kw):
+        commands.append(command)
+        if len(commands) == 2:
+            target.write_bytes(b"weights")
+        return subprocess.CompletedProcess(command, 0 if len(commands) == 2 else 1)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    with pytest.raises(RuntimeError, match="the teacher stage failed"):
+        ensure_teacher(str(target), ["teacher.name=resnet18"])
+    assert ensure_teacher(str(target), ["teacher.name=resnet18"]) == target
+    assert ensure_teacher(str(target), ["teacher.name=resnet18"]) == target  # present: no third run
+    assert len(commands) == 2
+    assert commands[1][-2:] == [f"hydra.run.dir={target.parent}", f"resume={target.parent / 'checkpoints' / 'last.ckpt'}"]
+    assert commands[1][2:5] == ["train", "task=teacher", "teacher.name=resnet18"]
+    with pytest.raises(ValueError, match="teacher.safetensors"):
+        ensure_teacher(str(tmp_path / "elsewhere" / "model.pth"), [])

@@ -40,7 +40,7 @@ def test_report_from_hand_made_runs(tmp_path):
     assert rows[1]["d_top1_vs_alpha1"] == pytest.approx(-5.0)
     assert rows[0]["d_top1_vs_teacher"] == pytest.approx(-10.0)
     md = (tmp_path / "sweep.md").read_text()
-    assert ("| 1: 0.50 mobilenet_v1-32 | 0.50 | 32 | 0.500 | 12.00 | 1.50 | teacher (its labels: 100 %) | 75.0 | 80.0 "
+    assert ("| 1: 0.50 mobilenet_v1-32 | 0.50 | 32 | 0.500 | 12.00 | 1.50 | distilled (teacher on 100 % of labels) | 75.0 | 80.0 "
             "| -5.0 | – | 90.0 | ok |") in md
     assert rows[1]["top1_best"] == pytest.approx(76.0)  # the table shows the final row, not the best
     assert "failed" in md and "online teacher" in md
@@ -64,7 +64,7 @@ def test_report_compares_distilled_students_with_label_only_twins(tmp_path):
     assert rows[4]["d_top1_vs_labels"] == pytest.approx(8.0)  # the label-budget twin, not the full-label one
     assert rows[2]["d_top1_vs_labels"] is None
     md = (tmp_path / "sweep.md").read_text()
-    assert "labels only (33 %)" in md and "teacher (its labels: 33 %)" in md
+    assert "labels only (33 % of labels)" in md and "distilled (teacher on 33 % of labels)" in md
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
 
 
