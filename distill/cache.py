@@ -27,6 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from .data import hash_files
+
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 16  # batches between flushes of logits + progress to disk
 
@@ -38,9 +40,7 @@ def fingerprint(teacher: nn.Module, files: Sequence[Path], policy: dict, views: 
     for name, tensor in sorted(teacher.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    for f in files:
-        st = os.stat(f)
-        h.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    hash_files(h, files)
     h.update(json.dumps({**policy, "views": views}, sort_keys=True).encode())
     return h.hexdigest()[:20]
 

@@ -202,14 +202,19 @@ class ImageFiles(Dataset):
         return sample
 
 
+def hash_files(digest, files: Sequence[Path]) -> None:
+    """Feed each file's absolute path, size and mtime to `digest`: a changed or moved file changes the key."""
+    for f in files:
+        st = os.stat(f)
+        digest.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+
+
 def decode_to_cache(files: Sequence[Path], root: Path) -> tuple[str | None, list[int]]:
     """Decode every image once into `root/<hash of the file list>.npy` (N x H x W x 3 uint8), so JPEG
     decoding is paid once, not every epoch. Only for folders whose images all have one size (CIFAR-like
     small images); returns (None, []) otherwise. Also returns the indices that failed to decode."""
     digest = hashlib.sha256()
-    for f in files:
-        st = os.stat(f)
-        digest.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    hash_files(digest, files)
     path = Path(root) / f"decoded-{digest.hexdigest()[:20]}.npy"
     bad_file = path.with_suffix(".bad.json")
     if path.exists():
@@ -286,9 +291,9 @@ def label_subset(files: Sequence[Path], labels: Sequence[int], fraction: float) 
         raise ValueError(f"data.label_fraction={fraction} must be in (0, 1]")
     if fraction == 1:
         return list(files), list(labels)
-    by_class: dict[int, list[Path]] = {}
+    by_class: dict[int, list[Path]] = defaultdict(list)
     for f, label in zip(files, labels):
-        by_class.setdefault(label, []).append(f)
+        by_class[label].append(f)
     keep = []
     for label, group in by_class.items():
         chosen = random.Random(f"label-subset-{label}").sample(range(len(group)), max(1, round(fraction * len(group))))

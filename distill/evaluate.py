@@ -14,11 +14,13 @@ from pathlib import Path
 import torch
 from timm.data import resolve_model_data_config
 from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassAccuracy
 from tqdm import tqdm
 
 from students import load_student
 
 from .data import CropViews, ImageFiles, default_num_workers, labeled_files
+from .module import normalizer
 
 
 def student_file(path: str | Path) -> Path:
@@ -33,26 +35,25 @@ def student_file(path: str | Path) -> Path:
 @torch.inference_mode()
 def evaluate(student: str | Path, folder: str | Path, batch_size: int = 256, num_workers: int | None = None) -> dict:
     """{"top1", "images", "per_class"} of the student on the labeled `folder`."""
-    model = load_student(student_file(student))
+    model = load_student(student_file(student)).to(memory_format=torch.channels_last)
     cfg = resolve_model_data_config(model)
     names = model.pretrained_cfg.get("label_names")
     files, labels, folders = labeled_files(folder, names, "folder", model.num_classes)
     views = CropViews({"student": cfg["input_size"][-1]}, train=False, crop_pct=cfg["crop_pct"])
     loader = DataLoader(ImageFiles(files, labels, views), batch_size=batch_size,
                         num_workers=default_num_workers() if num_workers is None else num_workers)
-    mean, std = (torch.tensor(cfg[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
-    model = model.to(memory_format=torch.channels_last)
-    correct = torch.zeros(model.num_classes)
-    total = torch.zeros(model.num_classes)
+    mean, std = normalizer(model)
+    top1 = MulticlassAccuracy(model.num_classes, average="micro")
+    per_class = MulticlassAccuracy(model.num_classes, average=None)
     for batch in tqdm(loader, desc="evaluate", unit="batch"):
-        x = (batch["student"].float() / 255 - mean) / std
-        hit = (model(x.contiguous(memory_format=torch.channels_last)).argmax(-1) == batch["label"]).float()
-        correct.index_add_(0, batch["label"], hit)
-        total.index_add_(0, batch["label"], torch.ones_like(hit))
-    seen = total > 0
-    per_class = {(names[c] if names else folders[c]): float(correct[c] / total[c]) for c in range(len(total))
-                 if seen[c]}
-    return {"top1": float(correct.sum() / total.sum()), "images": int(total.sum()), "per_class": per_class}
+        x = ((batch["student"].float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
+        logits = model(x)
+        top1.update(logits, batch["label"])
+        per_class.update(logits, batch["label"])
+    class_names = names or folders
+    present = sorted(set(labels))
+    return {"top1": float(top1.compute()), "images": len(files),
+            "per_class": {class_names[c]: float(per_class.compute()[c]) for c in present}}
 
 
 def main(argv: list[str] | None = None) -> None:
