@@ -20,6 +20,7 @@ from hydra.types import RunMode
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 from timm.data import resolve_model_data_config
 
 import students
@@ -30,6 +31,16 @@ from teachers import describe, for_classes, save_teacher
 from teachers.stage import StageFailed
 
 log = logging.getLogger("train")
+
+
+def pick(table: DictConfig, key):
+    """`${pick:${table},${key}}`: a config value chosen by another one, e.g. a recipe's epochs per alpha."""
+    if key not in table:
+        raise ValueError(f"no entry for {key!r} in {OmegaConf.to_container(table)}")
+    return table[key]
+
+
+OmegaConf.register_new_resolver("pick", pick, replace=True)
 
 
 class UserError(Exception):
@@ -47,6 +58,8 @@ def user_errors():
         if isinstance(cause, (ValueError, FileNotFoundError, StageFailed)):
             raise UserError(str(cause)) from cause
         raise
+    except InterpolationResolutionError as err:  # e.g. a `pick` with no entry for the chosen value
+        raise UserError(f"{err.full_key}: {str(err).splitlines()[0]}") from err
     except (ValueError, FileNotFoundError, StageFailed) as err:
         raise UserError(str(err)) from err
 

@@ -28,14 +28,15 @@ SHARED = ROOT.parent / "shared"
 
 def bare_loop(alpha: float, size: int, batch: int, steps: int, warmup: int = 5, classes: int = 10) -> float:
     """Images/s of the student alone on in-memory tensors: forward, KD loss, backward, AdamW step;
-    channels_last, fp32, denormals flushed (the fastest settings measured here for MobileNet v1 students)."""
+    channels_last, fp32, fused AdamW, denormals flushed (the fastest settings measured here for MobileNet
+    v1 students)."""
     import students
     from distill.losses import soft_target_loss
 
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
     model = students.create_student(classes, alpha=alpha, img_size=size).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     t = torch.randn(batch, classes)
     times = []
@@ -59,11 +60,12 @@ def train_py(args: list[str], run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def ours(mode: str, data: Path, alpha: float, size: int, batch: int, steps: int, workers: int, work: Path,
+def ours(mode: str, data: Path, alpha: float, size: int, batch: int, steps: int, workers: int | None, work: Path,
          extra: list[str] = ()) -> dict:
-    """train.py on a real folder (no validation), timed by its Throughput callback."""
+    """train.py on a real folder (no validation), timed by its Throughput callback; workers None: our
+    default (cached with rendered views: the main process; otherwise one worker per two cores)."""
     common = [f"data.unlabeled_dir={data}", "data.val_dir=null", f"data.batch_size={batch}",
-              f"data.num_workers={workers}", "teacher.checkpoint_path=null", "teacher.name=resnet18",
+              f"data.num_workers={'null' if workers is None else workers}", "teacher.checkpoint_path=null", "teacher.name=resnet18",
               f"teacher.img_size={size}", "teacher.num_classes=10",
               f"student.alpha={alpha}", f"student.img_size={size}", "trainer.max_epochs=1",
               f"trainer.limit_train_batches={steps + 5}", "callbacks.run_report.latency=false",
@@ -128,7 +130,7 @@ def memory(small: Path, extra: Path, work: Path) -> dict:
         folder.mkdir(exist_ok=True)
         for i, f in enumerate(files[:n]):
             (folder / f"{i:05d}.jpg").symlink_to(f)
-        stats = ours("cached", folder, 1.0, 32, 64, 30, 1, work)
+        stats = ours("cached", folder, 1.0, 32, 64, 30, None, work)
         out[n] = stats["peak_rss_mb"]
     out["ratio_large_small"] = round(out[max(out)] / out[1000], 3)
     return out
@@ -144,8 +146,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=150, help="timed steps at 32 px (after 5 untimed)")
     parser.add_argument("--steps-large", type=int, default=50, help="timed steps at 128 px")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="loader workers of the online runs and the peer")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of bare and cached")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 128], choices=[32, 128])
+    parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.25])
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
@@ -155,15 +159,16 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
     results = {"threads": 2, "batch": args.batch, "steps": {32: args.steps, 128: args.steps_large},
                "workers": args.workers, "repeats": args.repeats, "rows": []}
-    for size, data in ((32, args.small), (128, args.large)):
-        steps = args.steps if size == 32 else args.steps_large
-        for alpha in (1.0, 0.25):
+    folders = {32: args.small, 128: args.large}
+    for size in args.sizes:
+        data, steps = folders[size], args.steps if size == 32 else args.steps_large
+        for alpha in args.alphas:
             # Interleaved repeats (bare, cached, bare, cached, ...): this machine's speed drifts by 10-30 %
             # within minutes, so each ratio compares measurements taken side by side.
             raw = {"bare": [], "cached": [], "cached_wait": []}
             for _ in range(args.repeats):
                 raw["bare"].append(round(bare_loop(alpha, size, args.batch, steps), 1))
-                stats = ours("cached", data, alpha, size, args.batch, steps, args.workers, work)
+                stats = ours("cached", data, alpha, size, args.batch, steps, None, work)
                 raw["cached"].append(stats["images_per_s"])
                 raw["cached_wait"].append(stats["wait_fraction"])
             online = ours("online", data, alpha, size, args.batch, steps, args.workers, work)
@@ -174,8 +179,8 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             results["rows"].append(row)
     if not args.skip_peer:  # same job as the peer: resnet18 teacher -> mobilenetv2_100 student, 1000 classes
-        for size, data in ((32, args.small), (128, args.large)):
-            steps = args.steps if size == 32 else args.steps_large
+        for size in args.sizes:
+            data, steps = folders[size], args.steps if size == 32 else args.steps_large
             theirs = peer(data, size, args.batch, steps, args.workers)
             job = ["student.name=mobilenetv2_100", "teacher.num_classes=1000"]
             mine = ours("online", data, 1.0, size, args.batch, steps, args.workers, work, job)

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,8 @@ class ImageFiles(Dataset):
         self.files, self.transform, self.skipped_log = list(files), transform, skipped_log
         # Optional decoded-image cache (see `decode_to_cache`): N x H x W x 3 uint8 on disk, memory-mapped.
         self.decoded, self._pixels = decoded, None
+        # Optional pre-rendered views (see `render_views`): K x N x S x S x 3 uint8, the crops themselves.
+        self.rendered, self._rendered = None, None
         self.labels = list(labels) if labels is not None else [-1] * len(self.files)
         self.bad: set[int] = set()  # per worker process
         # Cached teacher logits ({"path", "views"}, see distill.cache): epoch e uses view e mod K.
@@ -178,6 +180,12 @@ class ImageFiles(Dataset):
             i = (index + offset) % len(self.files)
             if i in self.bad:
                 continue
+            if self.rendered:
+                if self._rendered is None:
+                    self._rendered = np.load(self.rendered, mmap_mode="r")
+                (name,) = self.transform.sizes
+                crop = torch.from_numpy(np.array(self._rendered[view, index])).permute(2, 0, 1)  # 3,S,S
+                return self._sample(crop, rng, index, i, view, rendered=name)
             if self.decoded:
                 if self._pixels is None:
                     self._pixels = np.load(self.decoded, mmap_mode="r")
@@ -193,8 +201,27 @@ class ImageFiles(Dataset):
             return self._sample(img, rng, index, i, view)
         raise RuntimeError("no image in this dataset can be decoded")
 
-    def _sample(self, img, rng: random.Random, index: int, i: int, view: int) -> dict:
-        sample = {**self.transform(img, rng), "label": self.labels[i], "index": index, "view": view}
+    def __getitems__(self, keys: list) -> dict | list[dict]:
+        """A whole batch. From pre-rendered views it is two fancy-indexed reads of memory maps, already
+        batched (B x S x S x 3: channels-last as it lands); otherwise one sample at a time."""
+        if not self.rendered or self.bad:  # (a bad image's stand-in needs the per-sample path's label)
+            return [self[k] for k in keys]
+        if self._rendered is None:
+            self._rendered = np.load(self.rendered, mmap_mode="r")
+        index = np.array([k[0] for k in keys])
+        view = np.array([k[2] for k in keys]) % self.soft_targets["views"]
+        (name,) = self.transform.sizes
+        batch = {name: torch.from_numpy(self._rendered[view, index]).permute(0, 3, 1, 2),
+                 "label": torch.tensor([self.labels[i] for i in index]), "index": torch.from_numpy(index),
+                 "view": torch.from_numpy(view)}
+        if self._logits is None:
+            self._logits = np.load(self.soft_targets["path"], mmap_mode="r")
+        batch["teacher_logits"] = torch.from_numpy(self._logits[view, index].astype(np.float32))
+        return batch
+
+    def _sample(self, img, rng: random.Random, index: int, i: int, view: int, rendered: str | None = None) -> dict:
+        views = {rendered: img} if rendered else self.transform(img, rng)
+        sample = {**views, "label": self.labels[i], "index": index, "view": view}
         if self.soft_targets:
             if self._logits is None:  # opened lazily, once per worker process: a memmap, not a copy
                 self._logits = np.load(self.soft_targets["path"], mmap_mode="r")
@@ -243,6 +270,52 @@ def decode_to_cache(files: Sequence[Path], root: Path) -> tuple[str | None, list
     bad_file.write_text(json.dumps(bad))
     os.replace(tmp, path)
     return str(path), bad
+
+
+class _Views(Sampler):
+    """(index, seed, view) for views 0..K-1 of every image, view-major: the row order of `render_views`."""
+
+    def __init__(self, size: int, views: int, seed: int):
+        self.size, self.views, self.seed = size, views, seed
+
+    def __len__(self) -> int:
+        return self.size * self.views
+
+    def __iter__(self):
+        return ((i, self.seed, k) for k in range(self.views) for i in range(self.size))
+
+
+def render_views(dataset: ImageFiles, views: int, seed: int, root: Path, batch_size: int = 256,
+                 num_workers: int = 0) -> str:
+    """Render views 0..K-1 of every image of `dataset` (one view size) once, into
+    `root/views-<key>.npy` (K x N x S x S x 3 uint8), and return its path.
+
+    With cached soft targets the student's crops repeat every K epochs; cropping and resizing them again
+    each epoch costs training speed on a machine whose cores also run the step (measured in
+    benchmarks/throughput.py). The key covers the file list, the crop policy, the seed and K."""
+    ((_, size),) = dataset.transform.sizes.items()
+    t = dataset.transform
+    digest = hashlib.sha256()
+    hash_files(digest, dataset.files)
+    digest.update(json.dumps({"size": size, "train": t.train, "scale": list(t.scale), "ratio": list(t.ratio),
+                              "hflip": t.hflip, "crop_pct": t.crop_pct, "seed": seed, "views": views,
+                              "bad": sorted(dataset.bad)}, sort_keys=True).encode())
+    path = Path(root) / f"views-{digest.hexdigest()[:20]}.npy"
+    if path.exists():
+        return str(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(views, len(dataset), size, size, 3))
+    offset = header.offset
+    del header
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=_Views(len(dataset), views, seed),
+                        num_workers=num_workers)
+    with tmp.open("r+b") as f:  # rows arrive in file order: plain sequential writes, nothing mapped
+        f.seek(offset)
+        for batch in tqdm(loader, desc=f"rendering {views} views at {size} px", unit="batch", mininterval=2):
+            f.write(batch[next(iter(t.sizes))].permute(0, 2, 3, 1).contiguous().numpy().tobytes())
+    os.replace(tmp, path)
+    return str(path)
 
 
 def class_folders(root: str | Path, key: str = "data.train_dir") -> list[str]:
@@ -336,6 +409,10 @@ class EpochSampler(Sampler):
         return iter([(int(order[p % self.size]), self.seed, self.epoch) for p in self._positions()])
 
 
+def _collate(batch: dict | list[dict]) -> dict:
+    return batch if isinstance(batch, dict) else default_collate(batch)  # dict: batched by __getitems__
+
+
 def default_num_workers() -> int:
     # Workers share the cores with the training step: one decoder per two cores leaves the rest to compute.
     return max(1, min(8, (os.cpu_count() or 2) // 2))
@@ -358,7 +435,8 @@ class DistillDataModule(pl.LightningDataModule):
         skipped_log: where every skipped file is listed with its reason (skipped_files.tsv in the run dir).
         seed: shuffling and augmentation seed (see `EpochSampler`).
         decoded_cache: a folder for decoded uint8 copies of equal-size images (`decode_to_cache`), so
-            JPEG decoding is paid once; None decodes every epoch.
+            JPEG decoding is paid once; None decodes every epoch. With cached soft targets the student's
+            K training views are rendered there too (`render_views`), up to `rendered_max_gb` on disk.
     """
 
     def __init__(self, image_sizes: dict[str, int], unlabeled_dir: str | None = None, train_dir: str | None = None,
@@ -366,7 +444,7 @@ class DistillDataModule(pl.LightningDataModule):
                  num_classes: int | None = None, batch_size: int = 64,
                  num_workers: int | None = None, train_scale: Sequence[float] = (0.35, 1.0), hflip: bool = True,
                  eval_crop_pct: float = 1.0, pin_memory: bool = False, skipped_log: str | None = None,
-                 seed: int = 0, decoded_cache: str | None = None):
+                 seed: int = 0, decoded_cache: str | None = None, rendered_max_gb: float = 4.0):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} must be a positive integer")
@@ -379,9 +457,10 @@ class DistillDataModule(pl.LightningDataModule):
         self.num_classes = num_classes
         self.batch_size = batch_size
         self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.workers_auto = num_workers is None
         self.train_scale, self.hflip, self.eval_crop_pct, self.pin_memory = train_scale, hflip, eval_crop_pct, pin_memory
         self.skipped_log = Path(skipped_log) if skipped_log and rank_zero_only.rank == 0 else None
-        self.seed, self.decoded_cache = seed, decoded_cache
+        self.seed, self.decoded_cache, self.rendered_max_gb = seed, decoded_cache, rendered_max_gb
         if self.skipped_log is not None and self.skipped_log.exists():
             self.skipped_log.unlink()  # a resumed run re-scans; don't count its files twice
         self.train_set, self.val_set = self._build_sets()
@@ -447,6 +526,13 @@ class DistillDataModule(pl.LightningDataModule):
         views = CropViews(student, train=split == "train", scale=self.train_scale, hflip=self.hflip,
                           crop_pct=self.eval_crop_pct)
         cached = self._like(dataset, views, soft_targets)
+        if split == "train" and soft_targets and cached.decoded:
+            size = soft_targets["views"] * len(cached) * 3 * self.image_sizes["student"] ** 2
+            if size <= self.rendered_max_gb * 1e9:
+                cached.rendered = render_views(self._like(dataset, views), soft_targets["views"], self.seed,
+                                               Path(self.decoded_cache), 4 * self.batch_size, self.num_workers)
+            else:
+                log.info("not rendering the student's views: %.1f GB > data.rendered_max_gb", size / 1e9)
         if split == "train":
             self.train_set = cached
         else:
@@ -454,8 +540,11 @@ class DistillDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         sampler = EpochSampler(len(dataset), self.seed, shuffle)
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
+        # Rendered views take a millisecond a batch: a worker process would cost more (it competes with
+        # the step for the cores) than it saves, so the default loads them in the main process.
+        workers = 0 if getattr(dataset, "rendered", None) and self.workers_auto else self.num_workers
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
+                          pin_memory=self.pin_memory, persistent_workers=workers > 0, collate_fn=_collate,
                           drop_last=shuffle and len(dataset) > self.batch_size)
 
     def train_dataloader(self) -> DataLoader:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 COLUMNS = ["run", "status", "trained_on", "label_fraction", "student", "alpha", "img_size", "params_m", "macs_m",
-           "latency_ms_b1", "top1", "agreement", "kl", "epoch", "top1_best", "d_top1_vs_alpha1", "d_top1_vs_labels",
+           "latency_ms_b1", "top1", "agreement", "kl", "epoch", "epochs", "top1_best", "d_top1_vs_alpha1", "d_top1_vs_labels",
            "d_top1_vs_teacher", "teacher_top1"]
 
 
@@ -52,6 +52,7 @@ def collect(sweep_dir: str | Path) -> list[dict]:
                        0 if labels_only else epochs * s.get("train_images", 0),
                        teacher_mode="cached" if cache or labels_only else "online")
             row.update(status="ok", img_size=s.get("img_size", row["img_size"]), epoch=final.get("epoch"),
+                       epochs=epochs if final else None,
                        params_m=cost.get("params", 0) / 1e6, macs_m=cost.get("macs", 0) / 1e6,
                        latency_ms_b1=cost.get("latency_ms_b1"), top1=_pct(final.get("val/top1")),
                        agreement=_pct(final.get("val/agreement")), kl=final.get("val/kl"),
@@ -97,14 +98,14 @@ def to_markdown(rows: list[dict], title: str) -> str:
              "from the teacher's soft targets, no labels; \"labels only\": the same student trained on hard "
              "labels. Percentages: the share of the labeled split's labels that the teacher (or the "
              "label-only student) was trained on.", "",
-             "| Model | α | resolution | Million Params | Million Mult-Adds | ms (b1) | trained on | top-1 % "
+             "| Model | α | resolution | Million Params | Million Mult-Adds | ms (b1) | trained on | epochs | top-1 % "
              "| agreement % | Δ vs α=1.0 | Δ vs labels only | teacher top-1 % | status |",
-             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(
             f"| {r['run']}: {r['alpha']:.2f} {r['student']}-{r['img_size']} | {r['alpha']:.2f} | {r['img_size']} "
             f"| {_fmt(r.get('params_m'), 3)} | {_fmt(r.get('macs_m'), 2)} | {_fmt(r.get('latency_ms_b1'), 2)} "
-            f"| {_trained_on(r)} | {_fmt(r.get('top1'))} | {_fmt(r.get('agreement'))} "
+            f"| {_trained_on(r)} | {_fmt(r.get('epochs'))} | {_fmt(r.get('top1'))} | {_fmt(r.get('agreement'))} "
             f"| {_fmt(r.get('d_top1_vs_alpha1'))} | {_fmt(r.get('d_top1_vs_labels'))} "
             f"| {_fmt(r.get('teacher_top1'))} | {r['status']} |")
     lines += comparison(rows)

@@ -90,3 +90,54 @@ def test_cached_mode_end_to_end(make_cfg, tmp_path):
     assert summary["soft_target_cache"]["train"]["views"] == 2
     assert summary["final"]["val/teacher_top1"] is not None
     assert (tmp_path / "cache" / "soft_targets").is_dir()
+
+
+def test_rendered_student_views_equal_the_crops_made_each_epoch(teacher_file, folders, tmp_path):
+    """With cached soft targets and a decoded cache, the student's K views are rendered once; every epoch
+    then serves exactly the crops the on-the-fly path makes (with a bad image's stand-in), and a second
+    run reuses the file."""
+    from PIL import Image as PILImage
+
+    root = tmp_path / "same_size"
+    root.mkdir()
+    for i, f in enumerate(sorted(folders["train"].rglob("*.*"))):
+        PILImage.open(f).convert("RGB").resize((20, 20)).save(root / f"{i:02d}.png")
+    (root / "99.png").write_bytes((root / "00.png").read_bytes()[:60])  # header fine, pixels cut off
+
+    def run(folder=root, **kwargs):
+        teacher = create_teacher("test_resnet", checkpoint_path=str(teacher_file))
+        dm = DistillDataModule({"teacher": 20, "student": 16}, unlabeled_dir=str(folder), batch_size=4,
+                               num_workers=0, **kwargs)
+        module = DistillModule(teacher, create_student(3, alpha=0.25, img_size=16), torch.optim.SGD,
+                               teacher_mode="cached", cache_views=3)
+        cache_soft_targets(module, dm, tmp_path / "soft")
+        return dm
+
+    plain, rendered = run(), run(decoded_cache=str(tmp_path / "decoded"))
+    assert plain.train_set.rendered is None and rendered.train_set.rendered
+    assert rendered.train_set.bad, "the truncated file is known from the decoded cache"
+    (views,) = list((tmp_path / "decoded").glob("views-*.npy"))
+    assert np.load(views, mmap_mode="r").shape == (3, len(rendered.train_set), 16, 16, 3)
+    for epoch in (0, 1, 2, 3, 7):  # view = epoch mod 3
+        for index in range(len(rendered.train_set)):
+            key = (index, 0, epoch)
+            a, b = plain.train_set[key], rendered.train_set[key]
+            assert torch.equal(a["student"], b["student"]) and a["view"] == b["view"] == epoch % 3
+            assert torch.equal(a["teacher_logits"], b["teacher_logits"]) and a["label"] == b["label"]
+    mtime = views.stat().st_mtime_ns
+    again = run(decoded_cache=str(tmp_path / "decoded"))
+    assert again.train_set.rendered == str(views) and views.stat().st_mtime_ns == mtime
+    small = run(decoded_cache=str(tmp_path / "decoded"), rendered_max_gb=1e-6)
+    assert small.train_set.rendered is None  # over the size limit: cropped each epoch instead
+
+    # Without bad images a batch is read whole (two memory-map reads), equal to the per-sample batch.
+    (root / "99.png").unlink()
+    plain, rendered = run(), run(decoded_cache=str(tmp_path / "decoded"))
+    assert not rendered.train_set.bad
+    loaders = [plain.train_dataloader(), rendered.train_dataloader()]
+    assert loaders[1].num_workers == 0  # rendered views load in the main process by default
+    for loader in loaders:
+        loader.sampler.set_epoch(4)
+    for a, b in zip(*loaders):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert b["student"].is_contiguous(memory_format=torch.channels_last)

@@ -40,7 +40,7 @@ def test_report_from_hand_made_runs(tmp_path):
     assert rows[1]["d_top1_vs_alpha1"] == pytest.approx(-5.0)
     assert rows[0]["d_top1_vs_teacher"] == pytest.approx(-10.0)
     md = (tmp_path / "sweep.md").read_text()
-    assert ("| 1: 0.50 mobilenet_v1-32 | 0.50 | 32 | 0.500 | 12.00 | 1.50 | distilled (teacher on 100 % of labels) | 75.0 | 80.0 "
+    assert ("| 1: 0.50 mobilenet_v1-32 | 0.50 | 32 | 0.500 | 12.00 | 1.50 | distilled (teacher on 100 % of labels) | 4 | 75.0 | 80.0 "
             "| -5.0 | – | 90.0 | ok |") in md
     assert rows[1]["top1_best"] == pytest.approx(76.0)  # the table shows the final row, not the best
     assert "failed" in md and "online teacher" in md

@@ -158,3 +158,13 @@ def test_online_teacher_runs_once_on_the_validation_folder(make_cfg, monkeypatch
     monkeypatch.setattr(DistillModule, "teacher_logits", lambda self, x: calls.append(len(x)) or original(self, x))
     train.train(make_cfg("trainer.max_epochs=3", "trainer.limit_train_batches=1", "trainer.limit_val_batches=null"))
     assert sum(calls) == 3 * 8 + 12  # one training batch of 8 per epoch, the 12 validation images once
+
+
+def test_training_loss_reaches_the_loggers_on_their_steps(make_cfg, tmp_path):
+    """The loss is logged only on the steps the loggers write (every trainer.log_every_n_steps)."""
+    import csv
+
+    train.train(make_cfg("trainer.limit_train_batches=4", "trainer.log_every_n_steps=2"))
+    with (tmp_path / "run" / "csv" / "metrics.csv").open() as f:
+        logged = [(int(r["step"]), float(r["train/loss"])) for r in csv.DictReader(f) if r.get("train/loss")]
+    assert [step for step, _ in logged] == [1, 3] and all(loss > 0 for _, loss in logged)
