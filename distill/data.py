@@ -293,8 +293,8 @@ def render_views(dataset: ImageFiles, views: int, seed: int, root: Path, batch_s
     With cached soft targets the student's crops repeat every K epochs; cropping and resizing them again
     each epoch costs training speed on a machine whose cores also run the step (measured in
     benchmarks/throughput.py). The key covers the file list, the crop policy, the seed and K."""
-    ((_, size),) = dataset.transform.sizes.items()
     t = dataset.transform
+    ((name, size),) = t.sizes.items()
     digest = hashlib.sha256()
     hash_files(digest, dataset.files)
     digest.update(json.dumps({"size": size, "train": t.train, "scale": list(t.scale), "ratio": list(t.ratio),
@@ -313,7 +313,7 @@ def render_views(dataset: ImageFiles, views: int, seed: int, root: Path, batch_s
     with tmp.open("r+b") as f:  # rows arrive in file order: plain sequential writes, nothing mapped
         f.seek(offset)
         for batch in tqdm(loader, desc=f"rendering {views} views at {size} px", unit="batch", mininterval=2):
-            f.write(batch[next(iter(t.sizes))].permute(0, 2, 3, 1).contiguous().numpy().tobytes())
+            f.write(batch[name].permute(0, 2, 3, 1).contiguous().numpy().tobytes())
     os.replace(tmp, path)
     return str(path)
 
