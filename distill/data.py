@@ -181,15 +181,12 @@ class ImageFiles(Dataset):
             if i in self.bad:
                 continue
             if self.rendered:
-                if self._rendered is None:
-                    self._rendered = np.load(self.rendered, mmap_mode="r")
                 (name,) = self.transform.sizes
-                crop = torch.from_numpy(np.array(self._rendered[view, index])).permute(2, 0, 1)  # 3,S,S
+                crop = torch.from_numpy(np.array(self._map("_rendered", self.rendered)[view, index])).permute(2, 0, 1)
                 return self._sample(crop, rng, index, i, view, rendered=name)
             if self.decoded:
-                if self._pixels is None:
-                    self._pixels = np.load(self.decoded, mmap_mode="r")
-                img = torch.from_numpy(np.array(self._pixels[i])).permute(2, 0, 1)  # 3,H,W (a writable copy)
+                pixels = self._map("_pixels", self.decoded)
+                img = torch.from_numpy(np.array(pixels[i])).permute(2, 0, 1)  # 3,H,W (a writable copy)
                 return self._sample(img, rng, index, i, view)
             try:
                 img = load_rgb(self.files[i])
@@ -201,31 +198,33 @@ class ImageFiles(Dataset):
             return self._sample(img, rng, index, i, view)
         raise RuntimeError("no image in this dataset can be decoded")
 
+    def _map(self, attr: str, path: str) -> np.ndarray:
+        """A memory map opened on first use in each process (workers get the dataset before it is opened)."""
+        if getattr(self, attr) is None:
+            setattr(self, attr, np.load(path, mmap_mode="r"))
+        return getattr(self, attr)
+
     def __getitems__(self, keys: list) -> dict | list[dict]:
         """A whole batch. From pre-rendered views it is two fancy-indexed reads of memory maps, already
         batched (B x S x S x 3: channels-last as it lands); otherwise one sample at a time."""
         if not self.rendered or self.bad:  # (a bad image's stand-in needs the per-sample path's label)
             return [self[k] for k in keys]
-        if self._rendered is None:
-            self._rendered = np.load(self.rendered, mmap_mode="r")
         index = np.array([k[0] for k in keys])
         view = np.array([k[2] for k in keys]) % self.soft_targets["views"]
         (name,) = self.transform.sizes
-        batch = {name: torch.from_numpy(self._rendered[view, index]).permute(0, 3, 1, 2),
+        batch = {name: torch.from_numpy(self._map("_rendered", self.rendered)[view, index]).permute(0, 3, 1, 2),
                  "label": torch.tensor([self.labels[i] for i in index]), "index": torch.from_numpy(index),
                  "view": torch.from_numpy(view)}
-        if self._logits is None:
-            self._logits = np.load(self.soft_targets["path"], mmap_mode="r")
-        batch["teacher_logits"] = torch.from_numpy(self._logits[view, index].astype(np.float32))
+        logits = self._map("_logits", self.soft_targets["path"])
+        batch["teacher_logits"] = torch.from_numpy(logits[view, index].astype(np.float32))
         return batch
 
     def _sample(self, img, rng: random.Random, index: int, i: int, view: int, rendered: str | None = None) -> dict:
         views = {rendered: img} if rendered else self.transform(img, rng)
         sample = {**views, "label": self.labels[i], "index": index, "view": view}
         if self.soft_targets:
-            if self._logits is None:  # opened lazily, once per worker process: a memmap, not a copy
-                self._logits = np.load(self.soft_targets["path"], mmap_mode="r")
-            sample["teacher_logits"] = torch.from_numpy(self._logits[view, index].astype(np.float32))
+            logits = self._map("_logits", self.soft_targets["path"])
+            sample["teacher_logits"] = torch.from_numpy(logits[view, index].astype(np.float32))
         return sample
 
 
@@ -542,7 +541,7 @@ class DistillDataModule(pl.LightningDataModule):
         sampler = EpochSampler(len(dataset), self.seed, shuffle)
         # Rendered views take a millisecond a batch: a worker process would cost more (it competes with
         # the step for the cores) than it saves, so the default loads them in the main process.
-        workers = 0 if getattr(dataset, "rendered", None) and self.workers_auto else self.num_workers
+        workers = 0 if dataset.rendered and self.workers_auto else self.num_workers
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
                           pin_memory=self.pin_memory, persistent_workers=workers > 0, collate_fn=_collate,
                           drop_last=shuffle and len(dataset) > self.batch_size)
