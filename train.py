@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -195,12 +196,18 @@ def train(cfg: DictConfig) -> dict:
     # Flush denormal floats to zero: on x86 they are far slower, and small students' gradients reach them
     # (measured 5-10 % more images/s for MobileNet v1 at 32 px, in the bare loop and here).
     torch.set_flush_denormal(True)
-    with user_errors():
-        if cfg.get("demo"):
-            instantiate(cfg.demo)
-        if cfg.get("teacher_stage") and cfg.task != "teacher":
-            instantiate(cfg.teacher_stage)  # a recipe's teacher, trained once by `task=teacher` if missing
-    return train_teacher(cfg) if cfg.task == "teacher" else distill(cfg)
+    try:
+        with user_errors():
+            if cfg.get("demo"):
+                instantiate(cfg.demo)
+            if cfg.get("teacher_stage") and cfg.task != "teacher":
+                instantiate(cfg.teacher_stage)  # a recipe's teacher, trained once by `task=teacher` if missing
+        return train_teacher(cfg) if cfg.task == "teacher" else distill(cfg)
+    finally:
+        # A multirun runs its jobs one after another in this process. The trainer, module and data refer
+        # to each other, so without a collection each job's teacher, student and open cache files
+        # outlived it (measured: three jobs left three modules alive).
+        gc.collect()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

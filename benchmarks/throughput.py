@@ -121,8 +121,9 @@ def sweep(data: Path, mode: str, size: int, epochs: int, work: Path) -> dict:
 
 
 def memory(small: Path, extra: Path, work: Path) -> dict:
-    """Peak RSS of the training process (cached mode, 30 steps) on 1,000 vs 20,000 images: the cache
-    and the decoded images live on disk, so memory should not grow with the folder."""
+    """Peak RSS of the training process (cached mode, one whole epoch, so every cached row is read) on
+    1,000 vs 20,000 images: the cache and the decoded images live on disk, so memory should not grow
+    with the folder."""
     files = sorted(small.rglob("*.jpg")) + sorted(extra.rglob("*.jpg"))
     out = {}
     for n in (1000, min(20000, len(files))):
@@ -130,7 +131,7 @@ def memory(small: Path, extra: Path, work: Path) -> dict:
         folder.mkdir(exist_ok=True)
         for i, f in enumerate(files[:n]):
             (folder / f"{i:05d}.jpg").symlink_to(f)
-        stats = ours("cached", folder, 1.0, 32, 64, 30, None, work)
+        stats = ours("cached", folder, 1.0, 32, 64, n, None, work)  # (n steps: more than an epoch has)
         out[n] = stats["peak_rss_mb"]
     out["ratio_large_small"] = round(out[max(out)] / out[1000], 3)
     return out

@@ -149,6 +149,44 @@ def skipped_counts(log_file: Path | None) -> dict[str, int]:
     return dict(counts)
 
 
+class NpyRows:
+    """Rows of a .npy file on disk, read with pread: `read(i, j)` returns array[i, j] for index arrays i, j
+    (the leading axes). Unlike a memory map, the pages read stay in the page cache and out of this process's
+    RSS (a map's touched pages counted there: 1.6 GB of a 2.9 GB peak in a 128 px Imagenette run), so memory
+    stays flat however large the cache."""
+
+    def __init__(self, path: str):
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            self.shape, fortran, self.dtype = header(f)
+            self.offset = f.tell()
+        if fortran:
+            raise ValueError(f"{path}: a Fortran-ordered array")
+        self.path, self._fd, self._pid = path, None, None
+
+    def read(self, *index) -> np.ndarray:
+        lead, row_shape = self.shape[:len(index)], self.shape[len(index):]
+        rows = np.ravel_multi_index(tuple(np.asarray(i) for i in index), lead)
+        row_bytes = int(np.prod(row_shape, dtype=np.int64)) * self.dtype.itemsize
+        if self._pid != os.getpid():  # a forked DataLoader worker opens its own descriptor
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        out = np.empty((len(rows), *row_shape), self.dtype)
+        buf = memoryview(out.reshape(-1).view(np.uint8))
+        for k, r in enumerate(rows.tolist()):
+            n = os.preadv(self._fd, [buf[k * row_bytes:(k + 1) * row_bytes]], self.offset + r * row_bytes)
+            if n != row_bytes:
+                raise OSError(f"{self.path}: short read at row {r} ({n} of {row_bytes} bytes)")
+        return out
+
+    def __getstate__(self) -> dict:  # descriptors do not travel to spawned workers
+        return {**self.__dict__, "_fd": None, "_pid": None}
+
+    def __del__(self):
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+
+
 class ImageFiles(Dataset):
     """Files (with labels, or -1 for unlabeled) -> {view name: uint8 3xSxS, "label": int}.
 
@@ -182,11 +220,10 @@ class ImageFiles(Dataset):
                 continue
             if self.rendered:
                 (name,) = self.transform.sizes
-                crop = torch.from_numpy(np.array(self._map("_rendered", self.rendered)[view, index])).permute(2, 0, 1)
+                crop = torch.from_numpy(self._rows("_rendered", self.rendered).read([view], [index])[0]).permute(2, 0, 1)
                 return self._sample(crop, rng, index, i, view, rendered=name)
             if self.decoded:
-                pixels = self._map("_pixels", self.decoded)
-                img = torch.from_numpy(np.array(pixels[i])).permute(2, 0, 1)  # 3,H,W (a writable copy)
+                img = torch.from_numpy(self._rows("_pixels", self.decoded).read([i])[0]).permute(2, 0, 1)  # 3,H,W
                 return self._sample(img, rng, index, i, view)
             try:
                 img = load_rgb(self.files[i])
@@ -198,33 +235,33 @@ class ImageFiles(Dataset):
             return self._sample(img, rng, index, i, view)
         raise RuntimeError("no image in this dataset can be decoded")
 
-    def _map(self, attr: str, path: str) -> np.ndarray:
-        """A memory map opened on first use in each process (workers get the dataset before it is opened)."""
+    def _rows(self, attr: str, path: str) -> "NpyRows":
+        """An array file opened on first use in each process (workers get the dataset before it is opened)."""
         if getattr(self, attr) is None:
-            setattr(self, attr, np.load(path, mmap_mode="r"))
+            setattr(self, attr, NpyRows(path))
         return getattr(self, attr)
 
     def __getitems__(self, keys: list) -> dict | list[dict]:
-        """A whole batch. From pre-rendered views it is two fancy-indexed reads of memory maps, already
-        batched (B x S x S x 3: channels-last as it lands); otherwise one sample at a time."""
+        """A whole batch. From pre-rendered views it is read straight into one B x S x S x 3 array
+        (channels-last as it lands); otherwise one sample at a time."""
         if not self.rendered or self.bad:  # (a bad image's stand-in needs the per-sample path's label)
             return [self[k] for k in keys]
         index = np.array([k[0] for k in keys])
         view = np.array([k[2] for k in keys]) % self.soft_targets["views"]
         (name,) = self.transform.sizes
-        batch = {name: torch.from_numpy(self._map("_rendered", self.rendered)[view, index]).permute(0, 3, 1, 2),
+        batch = {name: torch.from_numpy(self._rows("_rendered", self.rendered).read(view, index)).permute(0, 3, 1, 2),
                  "label": torch.tensor([self.labels[i] for i in index]), "index": torch.from_numpy(index),
                  "view": torch.from_numpy(view)}
-        logits = self._map("_logits", self.soft_targets["path"])
-        batch["teacher_logits"] = torch.from_numpy(logits[view, index].astype(np.float32))
+        logits = self._rows("_logits", self.soft_targets["path"]).read(view, index)
+        batch["teacher_logits"] = torch.from_numpy(logits.astype(np.float32))
         return batch
 
     def _sample(self, img, rng: random.Random, index: int, i: int, view: int, rendered: str | None = None) -> dict:
         views = {rendered: img} if rendered else self.transform(img, rng)
         sample = {**views, "label": self.labels[i], "index": index, "view": view}
         if self.soft_targets:
-            logits = self._map("_logits", self.soft_targets["path"])
-            sample["teacher_logits"] = torch.from_numpy(logits[view, index].astype(np.float32))
+            logits = self._rows("_logits", self.soft_targets["path"]).read([view], [index])[0]
+            sample["teacher_logits"] = torch.from_numpy(logits.astype(np.float32))
         return sample
 
 

@@ -27,7 +27,8 @@ def _pct(v: Any) -> float | None:
 
 
 def collect(sweep_dir: str | Path) -> list[dict]:
-    """One row per job directory of the sweep (those with a .hydra folder); failed jobs included.
+    """One row per job directory of the sweep (those with a .hydra folder); failed jobs included. Sorted
+    by case (label budget, distilled before label-only), then resolution and width, largest first.
 
     Metrics are each run's final validation row: the weights in its student.safetensors, chosen by no
     look at the validation folder (the best row is kept as top1_best)."""
@@ -59,6 +60,9 @@ def collect(sweep_dir: str | Path) -> list[dict]:
                        top1_best=_pct((s.get("best") or {}).get("val/top1")),
                        teacher_top1=_pct(final.get("val/teacher_top1")))
         rows.append(row)
+    # Case by case, widest and largest first, whatever the job directories are called (numbers, or names
+    # from hydra.sweep.subdir when several multiruns share one sweep directory).
+    rows.sort(key=lambda r: (-r["label_fraction"], r["trained_on"] != "teacher", -(r["img_size"] or 0), -r["alpha"]))
     _add_deltas(rows)
     return rows
 
@@ -173,7 +177,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     if len(cases) == 1:  # one case: also how closely the students follow the teacher
         series.append(("agreement", "agreement with teacher", cases[0]))
     for key, what, case in series:
-        pts = sorted((r["macs_m"], r[key], r) for r in ok if r.get(key) is not None and _case(r) == case)
+        pts = sorted(((r["macs_m"], r[key], r) for r in ok if r.get(key) is not None and _case(r) == case),
+                     key=lambda p: p[:2])  # (ties would compare the rows themselves)
         if not pts:
             continue
         distilled = case[0] == "teacher"  # a distilled student and its label-only twin share a colour

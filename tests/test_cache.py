@@ -1,13 +1,16 @@
 """The soft-target cache: consistent with the online teacher, keyed by what it depends on, resumable."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 import train
 from distill.cache import build_soft_targets, cache_soft_targets
-from distill.data import DistillDataModule
+from distill.data import DistillDataModule, NpyRows
 from distill.module import DistillModule
 from students import create_student
 from teachers import create_teacher
@@ -130,7 +133,7 @@ def test_rendered_student_views_equal_the_crops_made_each_epoch(teacher_file, fo
     small = run(decoded_cache=str(tmp_path / "decoded"), rendered_max_gb=1e-6)
     assert small.train_set.rendered is None  # over the size limit: cropped each epoch instead
 
-    # Without bad images a batch is read whole (two memory-map reads), equal to the per-sample batch.
+    # Without bad images a batch is read whole (one read per array), equal to the per-sample batch.
     (root / "99.png").unlink()
     plain, rendered = run(), run(decoded_cache=str(tmp_path / "decoded"))
     assert not rendered.train_set.bad
@@ -141,3 +144,36 @@ def test_rendered_student_views_equal_the_crops_made_each_epoch(teacher_file, fo
     for a, b in zip(*loaders):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
         assert b["student"].is_contiguous(memory_format=torch.channels_last)
+
+
+def _rss_bytes() -> int:
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads RSS from /proc")
+def test_npy_rows_read_the_arrays_rows_without_growing_rss(tmp_path):
+    """Cached arrays (views, logits, decoded images) are read row by row with pread: the same values as
+    numpy's own load, in forked workers too, and reading a whole 48 MB file leaves RSS where it was
+    (a memory map's touched pages would all count in it)."""
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((3, 50, 7)).astype(np.float16)
+    np.save(tmp_path / "logits.npy", logits)
+    rows = NpyRows(str(tmp_path / "logits.npy"))
+    view, index = rng.integers(0, 3, 64), rng.integers(0, 50, 64)
+    assert np.array_equal(rows.read(view, index), logits[view, index])
+    assert np.array_equal(rows.read([2], [49])[0], logits[2, 49])
+    loader = DataLoader(range(6), batch_size=2, num_workers=2,
+                        collate_fn=lambda i: torch.from_numpy(rows.read([1] * len(i), i).astype(np.float32)))
+    assert torch.equal(torch.cat(list(loader)), torch.from_numpy(logits[1, :6].astype(np.float32)))
+
+    big = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.uint8, shape=(4, 1000, 64, 64, 3))
+    big[:] = 7
+    big.flush()
+    del big
+    rows = NpyRows(str(tmp_path / "big.npy"))
+    before = _rss_bytes()
+    for v in range(4):
+        for start in range(0, 1000, 100):
+            batch = rows.read([v] * 100, range(start, start + 100))
+    assert batch.shape == (100, 64, 64, 3) and (batch == 7).all()
+    assert _rss_bytes() - before < 8e6

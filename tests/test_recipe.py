@@ -115,17 +115,19 @@ def test_recipes_compose_with_one_teacher_per_label_budget(recipe, tmp_path):
     assert full_cfg.distill.teacher_mode == "cached"
 
 
-def test_cifar10_recipe_gives_every_width_the_same_training_time(tmp_path):
-    """Epochs per alpha come from the recipe's table (equal wall time per student); a width the table
-    lacks is a one-line error naming the key to set instead."""
+@pytest.mark.parametrize("recipe, epochs", [("cifar10_recipe", [8, 10, 18, 24]),
+                                            ("imagenette_recipe", [16, 24, 32, 48])])
+def test_recipes_give_narrower_students_more_epochs(recipe, epochs, tmp_path):
+    """Epochs per alpha come from the recipe's table (about equal wall time per student); a width the
+    table lacks is a one-line error naming the key to set instead."""
     from tests.conftest import compose_cfg
 
     def cfg(alpha):
-        return compose_cfg(["experiment=cifar10_recipe", f"student.alpha={alpha}", f"paths.output_dir={tmp_path}",
+        return compose_cfg([f"experiment={recipe}", f"student.alpha={alpha}", f"paths.output_dir={tmp_path}",
                             f"paths.cache_dir={tmp_path}"])
 
-    assert {a: cfg(a).trainer.max_epochs for a in (1.0, 0.75, 0.5, 0.25)} == {1.0: 8, 0.75: 10, 0.5: 18, 0.25: 24}
-    assert compose_cfg(["experiment=cifar10_recipe", "student.alpha=0.3", "trainer.max_epochs=5",
+    assert [cfg(a).trainer.max_epochs for a in (1.0, 0.75, 0.5, 0.25)] == epochs
+    assert compose_cfg([f"experiment={recipe}", "student.alpha=0.3", "trainer.max_epochs=5",
                         f"paths.output_dir={tmp_path}"]).trainer.max_epochs == 5
     with pytest.raises(train.UserError, match=r"trainer.max_epochs: .*no entry for 0.3"):
         with train.user_errors():

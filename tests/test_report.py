@@ -12,7 +12,7 @@ from distill.report import build_report
 from tests.test_reliability import _cli
 
 
-def fake_job(sweep: Path, num: int, alpha: float, size: int, top1: float | None, macs: float = 10e6,
+def fake_job(sweep: Path, num: int | str, alpha: float, size: int, top1: float | None, macs: float = 10e6,
              labels_only: bool = False, label_fraction: float = 1.0, teacher_top1: float = 0.9):
     job = sweep / str(num)
     (job / ".hydra").mkdir(parents=True)
@@ -97,3 +97,14 @@ def test_sweep_report_callback_logs_to_wandb_group(tmp_path, monkeypatch):
     assert (tmp_path / "sweep.md").exists()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+def test_report_orders_rows_by_case_whatever_the_job_names(tmp_path):
+    """Several multiruns can share a sweep directory (named job folders): rows still come case by case,
+    widest and largest first."""
+    for name, alpha, size, labels_only, fraction in [("b", 0.25, 96, False, 1.0), ("a", 1.0, 96, True, 1.0),
+                                                     ("c", 1.0, 128, False, 0.33), ("d", 1.0, 96, False, 1.0),
+                                                     ("e", 0.25, 128, False, 1.0)]:
+        fake_job(tmp_path, name, alpha, size, 0.7, labels_only=labels_only, label_fraction=fraction)
+    rows = build_report(tmp_path)
+    assert [r["run"] for r in rows] == ["e", "d", "b", "a", "c"]

@@ -168,3 +168,24 @@ def test_training_loss_reaches_the_loggers_on_their_steps(make_cfg, tmp_path):
     with (tmp_path / "run" / "csv" / "metrics.csv").open() as f:
         logged = [(int(r["step"]), float(r["train/loss"])) for r in csv.DictReader(f) if r.get("train/loss")]
     assert [step for step, _ in logged] == [1, 3] and all(loss > 0 for _, loss in logged)
+
+
+def test_a_finished_job_frees_its_models_and_data(make_cfg, tmp_path):
+    """A multirun runs its jobs in one process: a job's teacher, student and datasets must not outlive it
+    (they refer to each other through the trainer, so only a collection frees them)."""
+    import gc
+
+    from distill.data import ImageFiles
+
+    def alive() -> int:
+        return sum(isinstance(o, (DistillModule, ImageFiles)) for o in gc.get_objects())
+
+    gc.collect()
+    before = alive()
+    gc.disable()  # no automatic collection: what is freed is what train() frees
+    try:
+        for k in range(2):
+            train.train(make_cfg(output_dir=tmp_path / f"job{k}"))
+        assert alive() == before
+    finally:
+        gc.enable()
