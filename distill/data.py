@@ -156,13 +156,10 @@ class NpyRows:
     stays flat however large the cache."""
 
     def __init__(self, path: str):
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            self.shape, fortran, self.dtype = header(f)
-            self.offset = f.tell()
-        if fortran:
+        header = np.load(path, mmap_mode="r")  # numpy parses the header; no page is touched
+        if not header.flags.c_contiguous:
             raise ValueError(f"{path}: a Fortran-ordered array")
+        self.shape, self.dtype, self.offset = header.shape, header.dtype, header.offset
         self.path, self._fd, self._pid = path, None, None
 
     def read(self, *index) -> np.ndarray:
