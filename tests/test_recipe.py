@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,24 @@ def test_recipes_compose_with_one_teacher_per_label_budget(recipe, tmp_path):
     assert full_cfg.distill.soft_weight == 1 and full_cfg.data.train_dir is None  # distilled: no labels
     assert budget_cfg.distill.soft_weight == 0 and budget_cfg.data.train_dir == budget_cfg.data.unlabeled_dir
     assert full_cfg.distill.teacher_mode == "cached"
+
+
+@pytest.mark.parametrize("recipe, jobs, budgets, supervision, sizes", [
+    ("cifar10_recipe", 16, {"1.0", "0.3333"}, {"teacher", "labels"}, {"32"}),
+    ("imagenette_recipe", 16, {"1.0", "0.3333"}, {"teacher", "labels"}, {"128"}),
+    ("imagenette_rho", 8, {"1.0"}, {"teacher"}, {"160", "96"}),  # distilled students only, the full teacher
+])
+def test_recipe_multiruns_sweep_what_they_document(recipe, jobs, budgets, supervision, sizes):
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={recipe}"], return_hydra_config=True)
+    axes = {key: set(str(value).split(",")) for key, value in cfg.hydra.sweeper.params.items()}
+    assert axes["data.label_fraction"] == budgets and axes["supervision"] == supervision
+    assert axes.get("student.img_size", {str(cfg.student.img_size)}) == sizes and axes["student.alpha"] == {"1.0", "0.75", "0.5", "0.25"}
+    assert math.prod(len(values) for values in axes.values()) == jobs
 
 
 @pytest.mark.parametrize("recipe, epochs", [("cifar10_recipe", [8, 10, 18, 24]),

@@ -88,6 +88,7 @@ def test_teacher_task_then_distill(make_cfg, tmp_path, folders):
     ("teacher.num_classes=7", "teacher.num_classes=7"),
     ("data.batch_size=0", "data.batch_size"),
     ("distill.teacher_mode=sometimes", "distill.teacher_mode"),
+    ("distill.student_bf16=maybe", "distill.student_bf16"),
     ("data.val_dir=/nonexistent/val", "data.val_dir"),
 ])
 def test_bad_config_is_one_line_error(make_cfg, override, message):
