@@ -217,7 +217,8 @@ class ImageFiles(Dataset):
                 continue
             if self.rendered:
                 (name,) = self.transform.sizes
-                crop = torch.from_numpy(self._rows("_rendered", self.rendered).read([view], [index])[0]).permute(2, 0, 1)
+                crop = self._rows("_rendered", self.rendered).read([view], [index])[0]
+                crop = torch.from_numpy(crop).permute(2, 0, 1)
                 return self._sample(crop, rng, index, i, view, rendered=name)
             if self.decoded:
                 img = torch.from_numpy(self._rows("_pixels", self.decoded).read([i])[0]).permute(2, 0, 1)  # 3,H,W

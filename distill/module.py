@@ -1,7 +1,6 @@
 """DistillModule: one step of soft-target distillation from a frozen teacher into a student."""
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from typing import Callable
@@ -147,19 +146,18 @@ class DistillModule(pl.LightningModule):
             log.info("student under bf16 autocast: %s (distill.student_bf16=auto)", self._student_bf16_pays)
         return self._student_bf16_pays
 
+    def _bf16(self, enabled: bool) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_teacher_bf16 \
-            else contextlib.nullcontext()
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), self._bf16(self.use_teacher_bf16):
             logits = self.teacher(self.normalize(images, "teacher")).float()
         return logits.clone()  # an ordinary tensor again, usable as a constant in autograd
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.normalize(images, "student")
-        if not (self.training and self.use_student_bf16):
-            return self.student(x)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16):
-            return self.student(x).float()
+        with self._bf16(self.training and self.use_student_bf16):
+            return self.student(x).float()  # (a no-op in fp32)
 
     def _teacher_out(self, batch: dict) -> torch.Tensor:
         if "teacher_logits" in batch:  # from the soft-target cache

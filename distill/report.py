@@ -207,11 +207,10 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     ax.margins(x=0.08, y=0.12)
     ax.grid(True, which="both", alpha=0.3)
     # Below the axes, two columns: long labels (case, budget, resolution) fit the figure's width.
-    entries = len(ax.get_legend_handles_labels()[0])
-    rows = -(-entries // 2)
-    fig.set_size_inches(8, 5.2 + 0.22 * rows)
+    legend_lines = -(-len(ax.get_legend_handles_labels()[0]) // 2)
+    fig.set_size_inches(8, 5.2 + 0.22 * legend_lines)
     fig.legend(loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.045 * rows, 1, 1))
+    fig.tight_layout(rect=(0, 0.045 * legend_lines, 1, 1))
     fig.savefig(path)
     plt.close(fig)
 
