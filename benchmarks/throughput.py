@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,13 +29,15 @@ SHARED = ROOT.parent / "shared"
 
 def bare_loop(alpha: float, size: int, batch: int, steps: int, warmup: int = 5, classes: int = 10) -> float:
     """Images/s of the student alone on in-memory tensors: forward, KD loss, backward, AdamW step;
-    channels_last, fused AdamW, denormals flushed, bf16 autocast where train.py's `student_bf16: auto`
-    picks it (the fastest settings measured here for MobileNet v1 students)."""
+    channels_last, fused AdamW, train.py's process settings (denormals flushed, freed memory kept), bf16
+    autocast where train.py's `student_bf16: auto` picks it (the fastest settings measured here for
+    MobileNet v1 students)."""
     import students
     from distill.losses import soft_target_loss
     from distill.module import bf16_fast, student_bf16_pays
+    from distill.runtime import fast_cpu_defaults
 
-    torch.set_flush_denormal(True)
+    fast_cpu_defaults()
     torch.manual_seed(0)
     model = students.create_student(classes, alpha=alpha, img_size=size).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
@@ -65,9 +68,11 @@ def train_py(args: list[str], run_dir: Path) -> dict:
 
 
 def ours(mode: str, data: Path, alpha: float, size: int, batch: int, steps: int, workers: int | None, work: Path,
-         extra: list[str] = (), warm_decoded: bool = False) -> dict:
-    """train.py on a real folder (no validation), timed by its Throughput callback; workers None: our
-    default (cached with rendered views: the main process; otherwise one worker per two cores)."""
+         extra: list[str] = (), warm: bool = False) -> dict:
+    """train.py on a real folder (no validation), timed by its Throughput callback, with the default data
+    path (equal-size images decoded once into paths.cache_dir/decoded; cached mode renders the student's
+    views there too); workers None: our default (rendered views: the main process; otherwise one worker
+    per two cores)."""
     common = [f"data.unlabeled_dir={data}", "data.val_dir=null", f"data.batch_size={batch}",
               f"data.num_workers={'null' if workers is None else workers}", "teacher.checkpoint_path=null", "teacher.name=resnet18",
               f"teacher.img_size={size}", "teacher.num_classes=10",
@@ -75,12 +80,10 @@ def ours(mode: str, data: Path, alpha: float, size: int, batch: int, steps: int,
               f"trainer.limit_train_batches={steps + 5}", "callbacks.run_report.latency=false",
               "callbacks.model_checkpoint=null", "logger=csv", f"paths.cache_dir={work / 'cache'}",
               f"distill.teacher_mode={mode}", "distill.cache_views=1", *extra]
-    if mode == "cached":  # the cached path as a user would run it: decode once, teacher once
-        common.append(f"data.decoded_cache={work / 'decoded'}")
     run = Path(tempfile.mkdtemp(prefix=f"{mode}-a{alpha}-{size}-", dir=work))  # a fresh run dir per call
-    if mode == "cached" or warm_decoded:  # warm the caches first: measure training on warm caches
-        warm = train_py([*common, "trainer.limit_train_batches=1"], run / "warm")
-        assert mode != "cached" or warm["soft_target_cache"]["train"]["views"] == 1
+    if mode == "cached" or warm:  # warm the caches first: measure training on warm caches
+        first = train_py([*common, "trainer.limit_train_batches=1"], run / "warm")
+        assert mode != "cached" or first["soft_target_cache"]["train"]["views"] == 1
     summary = train_py(common, run / "timed")
     return summary["throughput"]
 
@@ -155,6 +158,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of bare and cached")
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 128], choices=[32, 128])
     parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.25])
+    parser.add_argument("--skip-rows", action="store_true", help="skip the bare / cached / online table")
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
@@ -162,10 +166,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
+    try:
+        results = measure(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # decoded images, rendered views, caches: gigabytes
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict:
     results = {"threads": 2, "batch": args.batch, "steps": {32: args.steps, 128: args.steps_large},
                "workers": args.workers, "repeats": args.repeats, "rows": []}
     folders = {32: args.small, 128: args.large}
-    for size in args.sizes:
+    for size in [] if args.skip_rows else args.sizes:
         data, steps = folders[size], args.steps if size == 32 else args.steps_large
         for alpha in args.alphas:
             # Interleaved repeats (bare, cached, bare, cached, ...): this machine's speed drifts by 10-30 %
@@ -176,7 +190,7 @@ def main() -> None:
                 stats = ours("cached", data, alpha, size, args.batch, steps, None, work)
                 raw["cached"].append(stats["images_per_s"])
                 raw["cached_wait"].append(stats["wait_fraction"])
-            online = ours("online", data, alpha, size, args.batch, steps, args.workers, work)
+            online = ours("online", data, alpha, size, args.batch, steps, args.workers, work, warm=True)
             row = {"size": size, "alpha": alpha, "bare": round(statistics.median(raw["bare"]), 1),
                    "cached": round(statistics.median(raw["cached"]), 1),
                    "cached_wait": round(statistics.median(raw["cached_wait"]), 4),
@@ -187,18 +201,22 @@ def main() -> None:
     if not args.skip_peer:  # same job as the peer: resnet18 teacher -> mobilenetv2_100 student, 1000 classes
         for size in args.sizes:
             data, steps = folders[size], args.steps if size == 32 else args.steps_large
-            theirs = peer(data, size, args.batch, steps, args.workers)
             job = ["student.name=mobilenetv2_100", "teacher.num_classes=1000"]
-            mine = ours("online", data, 1.0, size, args.batch, steps, args.workers, work, job)
-            # With the decoded-image cache (equal-size images: JPEG/PNG decoding paid once, not every epoch;
-            # the teacher still runs on every batch's fresh random crops):
-            mine_decoded = ours("online", data, 1.0, size, args.batch, steps, args.workers, work,
-                                [*job, f"data.decoded_cache={work / 'decoded'}"], warm_decoded=True)
-            theirs_again = peer(data, size, args.batch, steps, args.workers)  # bracket ours: the machine drifts
-            runs = [r["images_per_s"] for r in (theirs, theirs_again) if r]
-            row = {"size": size, "peer": round(statistics.mean(runs), 2) if runs else None, "peer_runs": runs,
-                   "ours_online": mine["images_per_s"], "ours_online_decoded": mine_decoded["images_per_s"]}
-            for key in ("ours_online", "ours_online_decoded"):
+            # Interleaved, twice (the machine drifts): the peer; ours as a user runs it (equal-size images
+            # decoded once; the teacher still runs on every batch's fresh random crops); ours without the
+            # decoded-image cache, decoding every epoch as the peer does.
+            runs = {"peer": [], "ours_online": [], "ours_online_decoding": []}
+            for _ in range(2):
+                theirs = peer(data, size, args.batch, steps, args.workers)
+                if theirs:
+                    runs["peer"].append(theirs["images_per_s"])
+                runs["ours_online"].append(ours("online", data, 1.0, size, args.batch, steps, args.workers, work,
+                                                job, warm=True)["images_per_s"])
+                runs["ours_online_decoding"].append(ours("online", data, 1.0, size, args.batch, steps, args.workers,
+                                                         work, [*job, "data.decoded_cache=null"])["images_per_s"])
+            row = {"size": size, **{k: round(statistics.mean(v), 2) if v else None for k, v in runs.items()},
+                   "runs": runs}
+            for key in ("ours_online", "ours_online_decoding"):
                 row[f"{key}/peer"] = round(row[key] / row["peer"], 3) if row["peer"] else None
             print(json.dumps(row), flush=True)
             results.setdefault("peer", []).append(row)
@@ -208,9 +226,7 @@ def main() -> None:
     if not args.skip_sweep:
         results["sweep"] = {mode: sweep(args.sweep_data, mode, 32, 2, work) for mode in ("online", "cached")}
         print(json.dumps(results["sweep"]), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results))
+    return results
 
 
 def table(results: dict) -> str:
@@ -220,9 +236,9 @@ def table(results: dict) -> str:
         lines.append(f"| {r['size']} | {r['alpha']} | {r['bare']} | {r['cached']} | {r['online']} | "
                      f"{r['cached/bare']} | {r['cached_wait']:.1%} | {r['online_wait']:.1%} |")
     for r in results.get("peer", []):
-        lines.append(f"\npeer at {r['size']} px: torchdistill {r['peer']} img/s (runs {r['peer_runs']}); ours online "
-                     f"{r['ours_online']} img/s (ratio {r['ours_online/peer']}), with the decoded-image cache "
-                     f"{r['ours_online_decoded']} img/s (ratio {r['ours_online_decoded/peer']})")
+        lines.append(f"\npeer at {r['size']} px: torchdistill {r['peer']} img/s (runs {r['runs']['peer']}); ours online "
+                     f"{r['ours_online']} img/s (ratio {r['ours_online/peer']}); without the decoded-image cache "
+                     f"{r['ours_online_decoding']} img/s (ratio {r['ours_online_decoding/peer']})")
     if "memory_mb" in results:
         m = results["memory_mb"]
         big = max(k for k in m if isinstance(k, int))

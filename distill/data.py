@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -270,19 +270,31 @@ def hash_files(digest, files: Sequence[Path]) -> None:
         digest.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
 
 
-def decode_to_cache(files: Sequence[Path], root: Path) -> tuple[str | None, list[int]]:
-    """Decode every image once into `root/<hash of the file list>.npy` (N x H x W x 3 uint8), so JPEG
-    decoding is paid once, not every epoch. Only for folders whose images all have one size (CIFAR-like
-    small images); returns (None, []) otherwise. Also returns the indices that failed to decode."""
+def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9) -> tuple[str | None, list[int]]:
+    """Decode every image once into `root/decoded-<hash of the file list>.npy` (N x H x W x 3 uint8), so
+    JPEG/PNG decoding is paid once, not every epoch. Only for folders whose images all have one size
+    (CIFAR-like) and fit in `max_bytes`; returns (None, []) otherwise. The image sizes are read from the
+    headers once and kept beside the would-be file. Also returns the indices that failed to decode."""
     digest = hashlib.sha256()
     hash_files(digest, files)
     path = Path(root) / f"decoded-{digest.hexdigest()[:20]}.npy"
-    bad_file = path.with_suffix(".bad.json")
+    bad_file, sizes_file = path.with_suffix(".bad.json"), path.with_suffix(".sizes.json")
     if path.exists():
         return str(path), json.loads(bad_file.read_text()) if bad_file.exists() else []
-    with Image.open(files[0]) as first:
-        width, height = first.size
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not sizes_file.exists():  # headers only: ~50 us an image
+        sizes = Counter(filter(None, map(_header_size, files)))
+        _write_atomic(sizes_file, json.dumps({"distinct": len(sizes), "common": sizes.most_common(3)}))
+    sizes = json.loads(sizes_file.read_text())
+    if sizes["distinct"] != 1:
+        log.info("data.decoded_cache: decoding on the fly (images of %d sizes, e.g. %s)", sizes["distinct"],
+                 [tuple(wh) for wh, _ in sizes["common"]])
+        return None, []
+    (width, height), _ = sizes["common"][0]
+    if len(files) * width * height * 3 > max_bytes:
+        log.info("data.decoded_cache: decoding on the fly (%.1f GB decoded > data.decoded_max_gb)",
+                 len(files) * width * height * 3 / 1e9)
+        return None, []
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
     pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), height, width, 3))
     bad = []
@@ -292,11 +304,11 @@ def decode_to_cache(files: Sequence[Path], root: Path) -> tuple[str | None, list
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             bad.append(i)
             continue
-        if img.size != (width, height):
+        if img.size != (width, height):  # an EXIF rotation that the header did not show
             del pixels
             tmp.unlink()
-            log.warning("data.decoded_cache: images differ in size (%s vs %s); decoding on the fly instead",
-                        img.size, (width, height))
+            log.info("data.decoded_cache: decoding on the fly (%s is %s after its EXIF rotation)", f, img.size)
+            _write_atomic(sizes_file, json.dumps({"distinct": 2, "common": [[[width, height], 1], [img.size, 1]]}))
             return None, []
         pixels[i] = np.asarray(img)
     pixels.flush()
@@ -304,6 +316,20 @@ def decode_to_cache(files: Sequence[Path], root: Path) -> tuple[str | None, list
     bad_file.write_text(json.dumps(bad))
     os.replace(tmp, path)
     return str(path), bad
+
+
+def _write_atomic(path: Path, text: str) -> None:  # concurrent runs may read it: never half a file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None  # (the scan passed it; decoding will record it as bad)
 
 
 class _Views(Sampler):
@@ -469,8 +495,9 @@ class DistillDataModule(pl.LightningDataModule):
         skipped_log: where every skipped file is listed with its reason (skipped_files.tsv in the run dir).
         seed: shuffling and augmentation seed (see `EpochSampler`).
         decoded_cache: a folder for decoded uint8 copies of equal-size images (`decode_to_cache`), so
-            JPEG decoding is paid once; None decodes every epoch. With cached soft targets the student's
-            K training views are rendered there too (`render_views`), up to `rendered_max_gb` on disk.
+            JPEG decoding is paid once, up to `decoded_max_gb` on disk; None decodes every epoch. With
+            cached soft targets the student's K training views are rendered there too (`render_views`),
+            up to `rendered_max_gb`.
     """
 
     def __init__(self, image_sizes: dict[str, int], unlabeled_dir: str | None = None, train_dir: str | None = None,
@@ -478,7 +505,8 @@ class DistillDataModule(pl.LightningDataModule):
                  num_classes: int | None = None, batch_size: int = 64,
                  num_workers: int | None = None, train_scale: Sequence[float] = (0.35, 1.0), hflip: bool = True,
                  eval_crop_pct: float = 1.0, pin_memory: bool = False, skipped_log: str | None = None,
-                 seed: int = 0, decoded_cache: str | None = None, rendered_max_gb: float = 4.0):
+                 seed: int = 0, decoded_cache: str | None = None, decoded_max_gb: float = 4.0,
+                 rendered_max_gb: float = 4.0):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} must be a positive integer")
@@ -494,7 +522,8 @@ class DistillDataModule(pl.LightningDataModule):
         self.workers_auto = num_workers is None
         self.train_scale, self.hflip, self.eval_crop_pct, self.pin_memory = train_scale, hflip, eval_crop_pct, pin_memory
         self.skipped_log = Path(skipped_log) if skipped_log and rank_zero_only.rank == 0 else None
-        self.seed, self.decoded_cache, self.rendered_max_gb = seed, decoded_cache, rendered_max_gb
+        self.seed, self.decoded_cache = seed, decoded_cache
+        self.decoded_max_gb, self.rendered_max_gb = decoded_max_gb, rendered_max_gb
         if self.skipped_log is not None and self.skipped_log.exists():
             self.skipped_log.unlink()  # a resumed run re-scans; don't count its files twice
         self.train_set, self.val_set = self._build_sets()
@@ -529,7 +558,7 @@ class DistillDataModule(pl.LightningDataModule):
 
     def _with_decoded(self, dataset: ImageFiles) -> ImageFiles:
         if self.decoded_cache:
-            dataset.decoded, bad = decode_to_cache(dataset.files, Path(self.decoded_cache))
+            dataset.decoded, bad = decode_to_cache(dataset.files, Path(self.decoded_cache), self.decoded_max_gb * 1e9)
             dataset.bad.update(bad)
             record_skipped(self.skipped_log, "undecodable", [str(dataset.files[i]) for i in bad])
         return dataset

@@ -19,11 +19,12 @@ from .optim import weight_decay_groups
 log = logging.getLogger(__name__)
 
 # `student_bf16: auto` trains the student under bf16 autocast from this input size and these forward
-# mult-adds per image. Measured here (2 threads, batch 64, fp32 / bf16 step time, MobileNet v1): 128 px
-# alpha 1.0 / 0.75 / 0.5 ran 1.53 / 1.36 / 1.21x faster in bf16, 160 px alpha 1.0 1.89x, mobilenetv2_100 at
-# 128 px 1.6x; at 96 px or below (any width, 13-186 M mult-adds) 0.68-1.05x and at alpha 0.25 (13-21 M)
-# 0.76-1.13x: small feature maps leave the casts to pay for without faster convolutions to show for it.
-BF16_MIN_SIZE, BF16_MIN_MACS = 128, 40e6
+# mult-adds per image. Measured here (2 threads, batch 64, fp32 / bf16 step time, with glibc keeping freed
+# memory: distill.runtime): MobileNet v1 alpha 1.0 at 128 / 160 / 224 px 0.87 / 0.95 / 1.23x, alpha 0.75 /
+# 0.5 at 224 px 1.07 / 1.03x, alpha 0.5 at 128 px 0.73x; mobilenetv2_100 at 224 px 1.23x, at 128 px 0.76-0.84x.
+# Small feature maps leave the casts to pay for without faster convolutions to show for it. (Before the
+# allocator setting, bf16 won from 128 px: half-size activations also halved the page faults.)
+BF16_MIN_SIZE, BF16_MIN_MACS = 192, 250e6
 
 
 @functools.cache
@@ -100,9 +101,9 @@ class DistillModule(pl.LightningModule):
         self.teacher_mode, self.cache_views = teacher_mode, cache_views
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         for name, model in (("teacher", teacher), ("student", student)):
-            mean, std = normalizer(model)
-            self.register_buffer(f"{name}_mean", mean, persistent=False)
-            self.register_buffer(f"{name}_std", std, persistent=False)
+            mean, std = normalizer(model)  # (x / 255 - mean) / std as one multiply-add: x * scale + shift
+            self.register_buffer(f"{name}_scale", 1 / (255 * std), persistent=False)
+            self.register_buffer(f"{name}_shift", -mean / std, persistent=False)
         self.to(memory_format=self.memory_format)
         # The teacher is rebuilt from its own checkpoint, so Lightning checkpoints hold the student only.
         self.strict_loading = False
@@ -129,7 +130,7 @@ class DistillModule(pl.LightningModule):
     def normalize(self, images: torch.Tensor, name: str) -> torch.Tensor:
         # Lay out the uint8 batch first: the float copy then inherits the layout (one float copy, not two).
         x = images.contiguous(memory_format=self.memory_format).float()
-        return x.div_(255).sub_(getattr(self, f"{name}_mean")).div_(getattr(self, f"{name}_std"))  # B,3,S,S
+        return x.mul_(getattr(self, f"{name}_scale")).add_(getattr(self, f"{name}_shift"))  # B,3,S,S
 
     @property
     def use_teacher_bf16(self) -> bool:

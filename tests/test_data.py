@@ -1,6 +1,7 @@
 """Folder scanning, image decoding, the shared crop, and the labeled-folder class mapping."""
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -118,6 +119,26 @@ def test_decoded_cache_gives_the_same_crops(folders, tmp_path):
     assert decoded.train_set.decoded and list((tmp_path / "decoded").glob("decoded-*.npy"))
     for key in [(0, 0, 0), (3, 0, 2), (7, 1, 5)]:
         assert torch.equal(plain.train_set[key]["teacher"], decoded.train_set[key]["teacher"])
-    mixed = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folders["train"]), batch_size=4,
-                              num_workers=0, decoded_cache=str(tmp_path / "decoded"))
-    assert mixed.train_set.decoded is None  # images of different sizes: decoded on the fly instead
+
+
+def test_decoded_cache_only_for_equal_sizes_within_the_cap(folders, tmp_path, monkeypatch):
+    import distill.data
+
+    def module(folder, **kw):
+        return DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folder), batch_size=4,
+                                 num_workers=0, decoded_cache=str(tmp_path / "decoded"), **kw)
+
+    assert module(folders["train"]).train_set.decoded is None  # images of different sizes: decoded on the fly
+    (sizes,) = (tmp_path / "decoded").glob("decoded-*.sizes.json")
+    assert json.loads(sizes.read_text())["distinct"] > 1
+    monkeypatch.setattr(distill.data, "_header_size", lambda f: pytest.fail("headers read again"))
+    assert module(folders["train"]).train_set.decoded is None  # the verdict is remembered
+    monkeypatch.undo()
+
+    root = tmp_path / "same_size"
+    root.mkdir()
+    for i in range(6):
+        Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(root / f"{i}.png")
+    assert module(root, decoded_max_gb=6 * 20 * 20 * 3 / 1e9 - 1e-12).train_set.decoded is None  # over the cap
+    assert not list((tmp_path / "decoded").glob("decoded-*.npy"))
+    assert module(root, decoded_max_gb=6 * 20 * 20 * 3 / 1e9).train_set.decoded  # the cap is not remembered
