@@ -15,7 +15,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from .callbacks import write_json
 from .data import hash_files
 
 log = logging.getLogger(__name__)
@@ -121,9 +121,7 @@ def _fill(teacher, dataset, views, folder, seed, policy, normalize, batch_size, 
     logits.flush()
     done.flush()
     elapsed = time.perf_counter() - start
-    tmp = folder / ".complete.json.tmp"
-    tmp.write_text(json.dumps({"teacher_images": len(pending), "build_s": elapsed}))
-    os.replace(tmp, folder / "complete.json")
+    write_json(folder / "complete.json", {"teacher_images": len(pending), "build_s": elapsed})
     return {"teacher_images": len(pending), "build_s": round(elapsed, 2)}
 
 

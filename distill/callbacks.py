@@ -27,8 +27,9 @@ def _plain(value: Any) -> Any:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Atomic JSON write: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Atomic JSON write: a reader never sees half a file, and concurrent writers (DDP ranks, parallel runs
+    sharing a cache) never share a temporary file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     os.replace(tmp, path)
 

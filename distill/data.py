@@ -26,6 +26,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm.auto import tqdm
 
+from .callbacks import write_json
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -284,16 +286,15 @@ def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9) -
     path.parent.mkdir(parents=True, exist_ok=True)
     if not sizes_file.exists():  # headers only: ~50 us an image
         sizes = Counter(filter(None, map(_header_size, files)))
-        _write_atomic(sizes_file, json.dumps({"distinct": len(sizes), "common": sizes.most_common(3)}))
+        write_json(sizes_file, {"distinct": len(sizes), "common": sizes.most_common(3)})
     sizes = json.loads(sizes_file.read_text())
     if sizes["distinct"] != 1:
         log.info("data.decoded_cache: decoding on the fly (images of %d sizes, e.g. %s)", sizes["distinct"],
                  [tuple(wh) for wh, _ in sizes["common"]])
         return None, []
     (width, height), _ = sizes["common"][0]
-    if len(files) * width * height * 3 > max_bytes:
-        log.info("data.decoded_cache: decoding on the fly (%.1f GB decoded > data.decoded_max_gb)",
-                 len(files) * width * height * 3 / 1e9)
+    if (nbytes := len(files) * width * height * 3) > max_bytes:
+        log.info("data.decoded_cache: decoding on the fly (%.1f GB decoded > data.decoded_max_gb)", nbytes / 1e9)
         return None, []
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
     pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), height, width, 3))
@@ -308,7 +309,7 @@ def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9) -
             del pixels
             tmp.unlink()
             log.info("data.decoded_cache: decoding on the fly (%s is %s after its EXIF rotation)", f, img.size)
-            _write_atomic(sizes_file, json.dumps({"distinct": 2, "common": [[[width, height], 1], [img.size, 1]]}))
+            write_json(sizes_file, {"distinct": 2, "common": [[[width, height], 1], [img.size, 1]]})
             return None, []
         pixels[i] = np.asarray(img)
     pixels.flush()
@@ -316,12 +317,6 @@ def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9) -
     bad_file.write_text(json.dumps(bad))
     os.replace(tmp, path)
     return str(path), bad
-
-
-def _write_atomic(path: Path, text: str) -> None:  # concurrent runs may read it: never half a file
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
