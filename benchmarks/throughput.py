@@ -1,7 +1,7 @@
 """Student training throughput: a bare PyTorch loop (the ceiling) vs train.py cached and online, and the
 torchdistill peer; plus a 4-student alpha sweep with and without the soft-target cache.
 
-    python benchmarks/throughput.py                      # all of it (about 15-25 minutes on 2 cores)
+    python benchmarks/throughput.py                      # all of it (about 30-35 minutes on 2 cores)
     python benchmarks/throughput.py --skip-peer --skip-sweep
 
 Prints a table and ratios and writes benchmarks/results/throughput.json. Timings on a shared 2-core
@@ -156,6 +156,7 @@ def main() -> None:
     parser.add_argument("--steps-large", type=int, default=50, help="timed steps at 128 px")
     parser.add_argument("--workers", type=int, default=1, help="loader workers of the online runs and the peer")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of bare and cached")
+    parser.add_argument("--peer-repeats", type=int, default=3, help="interleaved repeats of the peer and ours")
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 128], choices=[32, 128])
     parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.25])
     parser.add_argument("--skip-rows", action="store_true", help="skip the bare / cached / online table")
@@ -177,7 +178,7 @@ def main() -> None:
 
 def measure(args: argparse.Namespace, work: Path) -> dict:
     results = {"threads": 2, "batch": args.batch, "steps": {32: args.steps, 128: args.steps_large},
-               "workers": args.workers, "repeats": args.repeats, "rows": []}
+               "workers": args.workers, "repeats": args.repeats, "peer_repeats": args.peer_repeats, "rows": []}
     folders = {32: args.small, 128: args.large}
     for size in [] if args.skip_rows else args.sizes:
         data, steps = folders[size], args.steps if size == 32 else args.steps_large
@@ -204,9 +205,10 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             job = ["student.name=mobilenetv2_100", "teacher.num_classes=1000"]
             # Interleaved, twice (the machine drifts): the peer; ours as a user runs it (equal-size images
             # decoded once; the teacher still runs on every batch's fresh random crops); ours without the
-            # decoded-image cache, decoding every epoch as the peer does.
+            # decoded-image cache, decoding every epoch as the peer does. Medians: one slow run of either
+            # side (the peer's two runs have differed by 9-20 %) should not decide the ratio.
             runs = {"peer": [], "ours_online": [], "ours_online_decoding": []}
-            for _ in range(2):
+            for _ in range(args.peer_repeats):
                 theirs = peer(data, size, args.batch, steps, args.workers)
                 if theirs:
                     runs["peer"].append(theirs["images_per_s"])
@@ -214,7 +216,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
                                                 job, warm=True)["images_per_s"])
                 runs["ours_online_decoding"].append(ours("online", data, 1.0, size, args.batch, steps, args.workers,
                                                          work, [*job, "data.decoded_cache=null"])["images_per_s"])
-            row = {"size": size, **{k: round(statistics.mean(v), 2) if v else None for k, v in runs.items()},
+            row = {"size": size, **{k: round(statistics.median(v), 2) if v else None for k, v in runs.items()},
                    "runs": runs}
             for key in ("ours_online", "ours_online_decoding"):
                 row[f"{key}/peer"] = round(row[key] / row["peer"], 3) if row["peer"] else None

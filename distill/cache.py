@@ -27,22 +27,22 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .callbacks import write_json
-from .data import hash_files
+from .data import file_key, prune_stale
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 16  # batches between flushes of logits + progress to disk
 
 
 def fingerprint(teacher: nn.Module, files: Sequence[Path], policy: dict, views: int) -> str:
-    """Hash of the teacher (its class and weights), the file list (paths, sizes, mtimes), the view policy and K."""
+    """`<what>-<version>` (`data.file_key`): the teacher (its class and weights), the file paths, the view
+    policy and K, then the files' sizes and mtimes."""
     h = hashlib.sha256()
     h.update(getattr(teacher, "teacher_name", type(teacher).__name__).encode())
     for name, tensor in sorted(teacher.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    hash_files(h, files)
     h.update(json.dumps({**policy, "views": views}, sort_keys=True).encode())
-    return h.hexdigest()[:20]
+    return file_key(files, h)
 
 
 class _Pending(Sampler):
@@ -82,6 +82,7 @@ def build_soft_targets(teacher: nn.Module, dataset, views: int, root: str | Path
     report = {"path": str(folder / "logits.npy"), "views": views, "key": key, "hit": True, "teacher_images": 0,
               "build_s": 0.0}
     if not (folder / "complete.json").exists():
+        prune_stale(folder)
         with _locked(folder / ".lock"):
             if not (folder / "complete.json").exists():  # another process may have finished it meanwhile
                 report.update(_fill(teacher, dataset, views, folder, seed, policy, normalize, batch_size,

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,11 +266,32 @@ class ImageFiles(Dataset):
         return sample
 
 
-def hash_files(digest, files: Sequence[Path]) -> None:
-    """Feed each file's absolute path, size and mtime to `digest`: a changed or moved file changes the key."""
+def file_key(files: Sequence[Path], digest=None) -> str:
+    """`<what>-<version>` for a cache built from `files`: <what> hashes their absolute paths (after
+    whatever `digest` already holds: everything else the cache depends on), <version> their sizes and
+    mtimes. A changed, moved or re-copied file changes the key; see `prune_stale` for the old one."""
+    what, version = digest or hashlib.sha256(), hashlib.sha256()
     for f in files:
         st = os.stat(f)
-        digest.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        what.update(f"{os.path.abspath(f)}\n".encode())
+        version.update(f"{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return f"{what.hexdigest()[:12]}-{version.hexdigest()[:12]}"
+
+
+def prune_stale(path: Path) -> None:
+    """Delete `path`'s siblings named like it (`<kind>-<what>-<version>...`) with the same <what> but
+    another <version>: caches of files that have changed since, which no run can hit again. Without
+    this, every re-copy of a data folder (new mtimes) left gigabytes behind. A run that still has one
+    open keeps reading it: unlinking removes the name, not the open file."""
+    kind, what, version = path.name.split("-")[:3]
+    version = version[:12]  # (without a suffix such as .npy)
+    for stale in path.parent.glob(f"{kind}-{what}-*"):
+        if not stale.name.split("-")[2].startswith(version):
+            log.info("removing %s: made from files that have changed since", stale)
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)  # (DDP ranks may race to it)
+            else:
+                stale.unlink(missing_ok=True)
 
 
 def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9) -> tuple[str | None, list[int]]:
@@ -277,13 +299,12 @@ def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9) -
     JPEG/PNG decoding is paid once, not every epoch. Only for folders whose images all have one size
     (CIFAR-like) and fit in `max_bytes`; returns (None, []) otherwise. The image sizes are read from the
     headers once and kept beside the would-be file. Also returns the indices that failed to decode."""
-    digest = hashlib.sha256()
-    hash_files(digest, files)
-    path = Path(root) / f"decoded-{digest.hexdigest()[:20]}.npy"
+    path = Path(root) / f"decoded-{file_key(files)}.npy"
     bad_file, sizes_file = path.with_suffix(".bad.json"), path.with_suffix(".sizes.json")
     if path.exists():
         return str(path), json.loads(bad_file.read_text()) if bad_file.exists() else []
     path.parent.mkdir(parents=True, exist_ok=True)
+    prune_stale(path)
     if not sizes_file.exists():  # headers only: ~50 us an image
         sizes = Counter(filter(None, map(_header_size, files)))
         write_json(sizes_file, {"distinct": len(sizes), "common": sizes.most_common(3)})
@@ -350,15 +371,14 @@ def render_views(dataset: ImageFiles, views: int, seed: int, root: Path, batch_s
     benchmarks/throughput.py). The key covers the file list, the crop policy, the seed and K."""
     t = dataset.transform
     ((name, size),) = t.sizes.items()
-    digest = hashlib.sha256()
-    hash_files(digest, dataset.files)
-    digest.update(json.dumps({"size": size, "train": t.train, "scale": list(t.scale), "ratio": list(t.ratio),
-                              "hflip": t.hflip, "crop_pct": t.crop_pct, "seed": seed, "views": views,
-                              "bad": sorted(dataset.bad)}, sort_keys=True).encode())
-    path = Path(root) / f"views-{digest.hexdigest()[:20]}.npy"
+    policy = json.dumps({"size": size, "train": t.train, "scale": list(t.scale), "ratio": list(t.ratio),
+                         "hflip": t.hflip, "crop_pct": t.crop_pct, "seed": seed, "views": views,
+                         "bad": sorted(dataset.bad)}, sort_keys=True)
+    path = Path(root) / f"views-{file_key(dataset.files, hashlib.sha256(policy.encode()))}.npy"
     if path.exists():
         return str(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    prune_stale(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
     header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(views, len(dataset), size, size, 3))
     offset = header.offset

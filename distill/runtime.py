@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import os
 
 import torch
 
@@ -22,6 +23,7 @@ def fast_cpu_defaults() -> None:
     # created, so this runs before any model work creates the intra-op thread pool.
     torch.set_flush_denormal(True)
     keep_freed_memory()
+    skip_nvml_probe()
 
 
 def keep_freed_memory() -> bool:
@@ -40,3 +42,18 @@ def keep_freed_memory() -> bool:
     if not ok:
         log.debug("mallopt refused the thresholds; glibc's defaults stay")
     return bool(ok)
+
+
+def skip_nvml_probe() -> bool:
+    """On a machine without CUDA devices, stop torch from probing for NVML at every optimizer step.
+
+    Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 when imported (so that checking for GPUs does not
+    initialise CUDA before DataLoader workers fork); torch's optimizers then call torch.cuda.is_available()
+    every step, and each call tries to dlopen libnvidia-ml again, uncached when it is missing: 0.3-0.45 ms
+    of an AdamW step of MobileNet v1 alpha 0.25 (1.1 -> 1.5 ms; ~1.5 % of its 32 px training step). With no
+    CUDA device there is nothing for the NVML check to protect, so torch's own cached count is used.
+    Returns whether it switched."""
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1" or torch.cuda.is_available():
+        return False
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "0"
+    return True

@@ -177,3 +177,22 @@ def test_npy_rows_read_the_arrays_rows_without_growing_rss(tmp_path):
             batch = rows.read([v] * 100, range(start, start + 100))
     assert batch.shape == (100, 64, 64, 3) and (batch == 7).all()
     assert _rss_bytes() - before < 8e6
+
+
+def test_changed_images_replace_the_old_cache_of_the_same_teacher_only(setup, tmp_path, folders):
+    import shutil
+
+    teacher, _, module = setup
+    images = shutil.copytree(folders["train"], tmp_path / "images")
+    other = DistillModule(create_teacher("test_resnet", num_classes=3), create_student(3, img_size=16),
+                          torch.optim.SGD, teacher_mode="cached", cache_views=3)
+
+    def build(module):
+        dm = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(images), batch_size=8, num_workers=0)
+        return os.path.basename(os.path.dirname(cache_soft_targets(module, dm, tmp_path / "st")["train"]["path"]))
+
+    first, kept = build(module), build(other)
+    a_file = next(p for p in images.rglob("*") if p.is_file())
+    os.utime(a_file, ns=(1, 1))
+    rebuilt = build(module)
+    assert rebuilt != first and sorted(p.name for p in (tmp_path / "st").iterdir()) == sorted([rebuilt, kept])

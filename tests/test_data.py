@@ -142,3 +142,24 @@ def test_decoded_cache_only_for_equal_sizes_within_the_cap(folders, tmp_path, mo
     assert module(root, decoded_max_gb=6 * 20 * 20 * 3 / 1e9 - 1e-12).train_set.decoded is None  # over the cap
     assert not list((tmp_path / "decoded").glob("decoded-*.npy"))
     assert module(root, decoded_max_gb=6 * 20 * 20 * 3 / 1e9).train_set.decoded  # the cap is not remembered
+
+
+def test_a_changed_folder_replaces_its_decoded_array_and_keeps_other_folders(tmp_path):
+    def module(folder):
+        return DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folder), batch_size=4,
+                                 num_workers=0, decoded_cache=str(tmp_path / "decoded"))
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(4):
+            Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(tmp_path / name / f"{i}.png")
+    first, other = module(tmp_path / "a").train_set.decoded, module(tmp_path / "b").train_set.decoded
+    assert module(tmp_path / "a").train_set.decoded == first  # unchanged: reused
+
+    Image.new("RGB", (20, 20), (0, 255, 0)).save(tmp_path / "a" / "0.png")  # edited (as a re-copy would)
+    os.utime(tmp_path / "a" / "0.png", ns=(1, 1))  # (a new mtime even on a coarse-clock file system)
+    again = module(tmp_path / "a").train_set
+    assert again.decoded != first and again[0]["teacher"][1].float().mean() > 200  # the new pixels
+    left = {p.name for p in (tmp_path / "decoded").iterdir()}
+    stems = {os.path.basename(p).removesuffix(".npy") for p in (again.decoded, other)}
+    assert left == {stem + suffix for stem in stems for suffix in (".npy", ".bad.json", ".sizes.json")}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill.runtime import fast_cpu_defaults
+from distill.runtime import fast_cpu_defaults, skip_nvml_probe
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = """
@@ -46,3 +46,23 @@ def test_denormals_are_flushed():
     fast_cpu_defaults()
     tiny = torch.tensor([1e-39])  # below float32's smallest normal number (1.2e-38)
     assert (tiny * 1.0).item() == 0.0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the NVML check is kept where CUDA devices exist")
+def test_optimizer_steps_do_not_probe_for_nvml_without_cuda(monkeypatch):
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # what importing Lightning sets
+    probes = []
+    real_probe = torch.cuda._raw_device_count_nvml
+    monkeypatch.setattr(torch.cuda, "_raw_device_count_nvml", lambda: probes.append(1) or real_probe())
+    model = torch.nn.Linear(4, 2)
+    model(torch.randn(3, 4)).sum().backward()
+    opt = torch.optim.AdamW(model.parameters(), fused=True)
+
+    opt.step()
+    if not probes:
+        pytest.skip("this torch's optimizer does not check for CUDA at each step")
+    assert skip_nvml_probe()
+    probes.clear()
+    for _ in range(3):
+        opt.step()
+    assert not probes
