@@ -283,10 +283,10 @@ def prune_stale(path: Path) -> None:
     another <version>: caches of files that have changed since, which no run can hit again. Without
     this, every re-copy of a data folder (new mtimes) left gigabytes behind. A run that still has one
     open keeps reading it: unlinking removes the name, not the open file."""
-    kind, what, version = path.name.split("-")[:3]
+    kind, what, version = path.name.rsplit("-", 2)  # (from the right: a kind may contain dashes)
     version = version[:12]  # (without a suffix such as .npy)
     for stale in path.parent.glob(f"{kind}-{what}-*"):
-        if not stale.name.split("-")[2].startswith(version):
+        if not stale.name.rsplit("-", 2)[2].startswith(version):
             log.info("removing %s: made from files that have changed since", stale)
             if stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)  # (DDP ranks may race to it)
