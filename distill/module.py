@@ -13,6 +13,8 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from teachers import fold_batchnorm
+
 from .losses import distillation_loss
 from .optim import weight_decay_groups
 
@@ -93,6 +95,8 @@ class DistillModule(pl.LightningModule):
             raise ValueError("distill.soft_weight and distill.hard_weight must be >= 0, and not both 0")
         self.save_hyperparameters(ignore=["teacher", "student", "optimizer", "scheduler"], logger=False)
         self.teacher = teacher.requires_grad_(False).eval()
+        if folded := fold_batchnorm(self.teacher):  # frozen, so its BatchNorms are constants: one pass less each
+            log.info("teacher: %d BatchNorm layers folded into the convolutions before them", folded)
         self.student = student
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
         self.temperature, self.soft_weight, self.hard_weight = temperature, soft_weight, hard_weight
