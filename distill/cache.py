@@ -4,7 +4,7 @@ View k of image i is a pure function of (seed, k, i) (see `data.EpochSampler`), 
 flip need not be stored: at epoch e the student gets view e mod K, rebuilt at its own resolution from
 the same parameters, and the cached logits are the teacher's output for exactly that crop.
 
-Layout of `<root>/<fingerprint>/`: logits.npy (fp16, K x N x C), done.npy (uint8, K x N: rows written),
+Layout of `<root>/<split>-<what>-<version>/` (`disk.cache_path`): logits.npy (fp16, K x N x C), done.npy (uint8, K x N: rows written),
 meta.json (what was hashed), complete.json (written last: only then is the cache read as complete).
 A build that dies resumes at the first row not yet done; builders take a file lock, so concurrent runs
 (or DDP ranks) build it once and the others wait, then read.
@@ -18,7 +18,6 @@ import logging
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,23 +25,22 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .callbacks import write_json
-from .data import file_key, prune_stale
+from .disk import cache_path, write_json
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 16  # batches between flushes of logits + progress to disk
 
 
-def fingerprint(teacher: nn.Module, files: Sequence[Path], policy: dict, views: int) -> str:
-    """`<what>-<version>` (`data.file_key`): the teacher (its class and weights), the file paths, the view
-    policy and K, then the files' sizes and mtimes."""
+def fingerprint(teacher: nn.Module, policy: dict, views: int):
+    """A digest of the teacher (its class and weights), the view policy and K; `disk.cache_path` adds the
+    files (paths, then sizes and mtimes)."""
     h = hashlib.sha256()
     h.update(getattr(teacher, "teacher_name", type(teacher).__name__).encode())
     for name, tensor in sorted(teacher.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     h.update(json.dumps({**policy, "views": views}, sort_keys=True).encode())
-    return file_key(files, h)
+    return h
 
 
 class _Pending(Sampler):
@@ -77,12 +75,10 @@ def build_soft_targets(teacher: nn.Module, dataset, views: int, root: str | Path
 
     Returns what the data module needs (`path`, `views`) and a report: hit, rows computed now
     (= teacher forward passes), seconds, bytes on disk."""
-    key = fingerprint(teacher, dataset.files, policy, views)
-    folder = Path(root) / f"{name}-{key}"
-    report = {"path": str(folder / "logits.npy"), "views": views, "key": key, "hit": True, "teacher_images": 0,
-              "build_s": 0.0}
+    folder = cache_path(root, name, dataset.files, fingerprint(teacher, policy, views))
+    report = {"path": str(folder / "logits.npy"), "views": views, "key": folder.name, "hit": True,
+              "teacher_images": 0, "build_s": 0.0}
     if not (folder / "complete.json").exists():
-        prune_stale(folder)
         with _locked(folder / ".lock"):
             if not (folder / "complete.json").exists():  # another process may have finished it meanwhile
                 report.update(_fill(teacher, dataset, views, folder, seed, policy, normalize, batch_size,

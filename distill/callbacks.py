@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
@@ -15,6 +14,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from .disk import write_json
+
 log = logging.getLogger(__name__)
 
 
@@ -24,14 +25,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Atomic JSON write: a reader never sees half a file, and concurrent writers (DDP ranks, parallel runs
-    sharing a cache) never share a temporary file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 class RunReport(pl.Callback):

@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import random
-import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm.auto import tqdm
 
-from .callbacks import write_json
+from .disk import cache_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -266,45 +265,16 @@ class ImageFiles(Dataset):
         return sample
 
 
-def file_key(files: Sequence[Path], digest=None) -> str:
-    """`<what>-<version>` for a cache built from `files`: <what> hashes their absolute paths (after
-    whatever `digest` already holds: everything else the cache depends on), <version> their sizes and
-    mtimes. A changed, moved or re-copied file changes the key; see `prune_stale` for the old one."""
-    what, version = digest or hashlib.sha256(), hashlib.sha256()
-    for f in files:
-        st = os.stat(f)
-        what.update(f"{os.path.abspath(f)}\n".encode())
-        version.update(f"{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return f"{what.hexdigest()[:12]}-{version.hexdigest()[:12]}"
-
-
-def prune_stale(path: Path) -> None:
-    """Delete `path`'s siblings named like it (`<kind>-<what>-<version>...`) with the same <what> but
-    another <version>: caches of files that have changed since, which no run can hit again. Without
-    this, every re-copy of a data folder (new mtimes) left gigabytes behind. A run that still has one
-    open keeps reading it: unlinking removes the name, not the open file."""
-    kind, what, version = path.name.rsplit("-", 2)  # (from the right: a kind may contain dashes)
-    version = version[:12]  # (without a suffix such as .npy)
-    for stale in path.parent.glob(f"{kind}-{what}-*"):
-        if not stale.name.rsplit("-", 2)[2].startswith(version):
-            log.info("removing %s: made from files that have changed since", stale)
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)  # (DDP ranks may race to it)
-            else:
-                stale.unlink(missing_ok=True)
-
-
 def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9) -> tuple[str | None, list[int]]:
     """Decode every image once into `root/decoded-<hash of the file list>.npy` (N x H x W x 3 uint8), so
     JPEG/PNG decoding is paid once, not every epoch. Only for folders whose images all have one size
     (CIFAR-like) and fit in `max_bytes`; returns (None, []) otherwise. The image sizes are read from the
     headers once and kept beside the would-be file. Also returns the indices that failed to decode."""
-    path = Path(root) / f"decoded-{file_key(files)}.npy"
+    path = cache_path(root, "decoded", files, suffix=".npy")
     bad_file, sizes_file = path.with_suffix(".bad.json"), path.with_suffix(".sizes.json")
     if path.exists():
         return str(path), json.loads(bad_file.read_text()) if bad_file.exists() else []
     path.parent.mkdir(parents=True, exist_ok=True)
-    prune_stale(path)
     if not sizes_file.exists():  # headers only: ~50 us an image
         sizes = Counter(filter(None, map(_header_size, files)))
         write_json(sizes_file, {"distinct": len(sizes), "common": sizes.most_common(3)})
@@ -374,11 +344,10 @@ def render_views(dataset: ImageFiles, views: int, seed: int, root: Path, batch_s
     policy = json.dumps({"size": size, "train": t.train, "scale": list(t.scale), "ratio": list(t.ratio),
                          "hflip": t.hflip, "crop_pct": t.crop_pct, "seed": seed, "views": views,
                          "bad": sorted(dataset.bad)}, sort_keys=True)
-    path = Path(root) / f"views-{file_key(dataset.files, hashlib.sha256(policy.encode()))}.npy"
+    path = cache_path(root, "views", dataset.files, hashlib.sha256(policy.encode()), suffix=".npy")
     if path.exists():
         return str(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    prune_stale(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
     header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(views, len(dataset), size, size, 3))
     offset = header.offset

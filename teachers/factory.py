@@ -134,7 +134,9 @@ def fold_batchnorm(model: nn.Module) -> int:
     """Fold every BatchNorm2d that directly follows a Conv2d into that conv's weights, in place, and
     return how many were folded. Only for a frozen teacher in eval mode: the outputs stay the same
     (within float rounding), one pass over each activation is saved (resnet18 at 128 px, batch 64,
-    bf16: 150 -> 134 ms). Models that torch.fx cannot trace are left as they are."""
+    bf16: 150 -> 134 ms). Models that torch.fx cannot trace are left as they are. (torch.fx's own
+    `experimental.optimization.fuse` returns a GraphModule, which drops the timm model's attributes
+    (pretrained_cfg, num_classes, ...) that the rest of the project reads; this folds in place.)"""
     if model.training:
         raise ValueError("fold_batchnorm is for models in eval mode (a training step would update the BN statistics)")
     try:

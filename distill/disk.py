@@ -1,0 +1,49 @@
+"""On-disk caches: names versioned by the files they were made from, removal of outdated versions, and
+atomic JSON writes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+log = logging.getLogger(__name__)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomic JSON write: a reader never sees half a file, and concurrent writers (DDP ranks, parallel runs
+    sharing a cache) never share a temporary file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def cache_path(root: str | Path, kind: str, files: Sequence[Path], digest=None, suffix: str = "") -> Path:
+    """`root/<kind>-<what>-<version><suffix>` for a cache made from `files`: <what> hashes their absolute
+    paths after whatever `digest` already holds (everything else the cache depends on), <version> their
+    sizes and mtimes, so a changed, moved or re-copied file changes the name.
+
+    While no cache of this name exists, those of the same <what> and another <version> are deleted: they
+    were made from files that have changed since, and no run can hit them again (re-copying a data folder
+    used to leave gigabytes behind). A run that still has one open keeps reading it: unlinking removes the
+    name, not the file."""
+    what, version = digest or hashlib.sha256(), hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        what.update(f"{os.path.abspath(f)}\n".encode())
+        version.update(f"{st.st_size}|{st.st_mtime_ns}\n".encode())
+    stem = f"{kind}-{what.hexdigest()[:12]}-"
+    current = stem + version.hexdigest()[:12]
+    path = Path(root) / f"{current}{suffix}"
+    if not path.exists():
+        for stale in Path(root).glob(f"{stem}*"):
+            if not stale.name.startswith(current):
+                log.info("removing %s: made from files that have changed since", stale)
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)  # (DDP ranks may race to it)
+                else:
+                    stale.unlink(missing_ok=True)
+    return path
