@@ -26,8 +26,8 @@ from timm.data import resolve_model_data_config
 import students
 from distill.cache import cache_soft_targets
 from distill.callbacks import RunReport, Throughput
-from distill.data import class_folders, skipped_counts
 from distill.disk import write_json
+from distill.folders import class_folders, skipped_counts
 from distill.runtime import fast_cpu_defaults
 from teachers import describe, for_classes, save_teacher
 from teachers.stage import StageFailed

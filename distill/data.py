@@ -6,14 +6,10 @@ mean/std on the device, which keeps worker->main-process traffic 4x smaller than
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
 import random
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -22,77 +18,13 @@ import numpy as np
 from lightning.pytorch.utilities import rank_zero_only
 import torch
 import torchvision.transforms.v2.functional as TF
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
-from tqdm.auto import tqdm
 
-from .disk import cache_path, write_json
+from .arrays import NpyRows, decode_to_cache, render_views
+from .folders import existing_dir, label_subset, labeled_files, load_rgb, record_skipped, scan_images
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-MAX_IMAGE_PIXELS = 100_000_000  # refuse decompression bombs from the header, before allocating
-
-
-@dataclass
-class FolderScan:
-    """Usable image files of a folder tree, and the skipped ones by reason."""
-
-    root: Path
-    files: list[Path] = field(default_factory=list)
-    skipped: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-
-    def summary(self) -> str:
-        reasons = ", ".join(f"{len(v)} {k}" for k, v in sorted(self.skipped.items()))
-        return f"{self.root}: {len(self.files)} images" + (f"; skipped {reasons}" if reasons else "")
-
-
-def _check_image(path: Path) -> str | None:
-    """Why `path` is not a usable image (from its header, without decoding pixels), or None."""
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        return "not_an_image_file"
-    if not path.exists():
-        return "dangling_symlink"
-    try:
-        if path.stat().st_size == 0:
-            return "empty_file"
-        with Image.open(path) as img:
-            width, height = img.size
-    except PermissionError:
-        return "unreadable"
-    except (UnidentifiedImageError, SyntaxError, ValueError):
-        return "not_an_image"
-    except Image.DecompressionBombError:
-        return "decompression_bomb"
-    except OSError:  # e.g. a JPEG cut off inside its header
-        return "corrupt"
-    if width * height > MAX_IMAGE_PIXELS:
-        return "decompression_bomb"
-    return None
-
-
-def scan_images(root: str | Path) -> FolderScan:
-    """Every image under `root`, recursively, in a stable order; class sub-folders are just folders."""
-    scan = FolderScan(Path(root))
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            reason = _check_image(path)
-            if reason:
-                scan.skipped[reason].append(str(path))
-            else:
-                scan.files.append(path)
-    return scan
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """Decode any PIL mode (L, P, RGBA, CMYK, I;16) to RGB, applying the EXIF orientation."""
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
-        if img.mode == "I;16" or img.mode == "I":
-            img = img.point(lambda v: v / 256).convert("L")
-        return img.convert("RGB")
 
 
 class CropViews:
@@ -133,58 +65,6 @@ class CropViews:
         return views
 
 
-def record_skipped(log_file: Path | None, reason: str, paths: Sequence[str]) -> None:
-    """Append "reason<TAB>path" lines; small appends are atomic, so loader workers can share the file."""
-    if log_file is None or not paths:
-        return
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("a") as f:
-        f.write("".join(f"{reason}\t{p}\n" for p in paths))
-
-
-def skipped_counts(log_file: Path | None) -> dict[str, int]:
-    """Skipped files by reason, from the run's skipped_files.tsv."""
-    counts: dict[str, int] = defaultdict(int)
-    if log_file is not None and log_file.exists():
-        for line in log_file.read_text().splitlines():
-            counts[line.split("\t", 1)[0]] += 1
-    return dict(counts)
-
-
-class NpyRows:
-    """Rows of a .npy file on disk, read with pread: `read(i, j)` returns array[i, j] for index arrays i, j
-    (the leading axes). Unlike a memory map, the pages read stay in the page cache and out of this process's
-    RSS (a map's touched pages counted there: 1.6 GB of a 2.9 GB peak in a 128 px Imagenette run), so memory
-    stays flat however large the cache."""
-
-    def __init__(self, path: str):
-        header = np.load(path, mmap_mode="r")  # numpy parses the header; no page is touched
-        if not header.flags.c_contiguous:
-            raise ValueError(f"{path}: a Fortran-ordered array")
-        self.shape, self.dtype, self.offset = header.shape, header.dtype, header.offset
-        self.path, self._fd, self._pid = path, None, None
-
-    def read(self, *index) -> np.ndarray:
-        lead, row_shape = self.shape[:len(index)], self.shape[len(index):]
-        rows = np.ravel_multi_index(tuple(np.asarray(i) for i in index), lead)
-        row_bytes = int(np.prod(row_shape, dtype=np.int64)) * self.dtype.itemsize
-        if self._pid != os.getpid():  # a forked DataLoader worker opens its own descriptor
-            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
-        out = np.empty((len(rows), *row_shape), self.dtype)
-        buf = memoryview(out.reshape(-1).view(np.uint8))
-        for k, r in enumerate(rows.tolist()):
-            n = os.preadv(self._fd, [buf[k * row_bytes:(k + 1) * row_bytes]], self.offset + r * row_bytes)
-            if n != row_bytes:
-                raise OSError(f"{self.path}: short read at row {r} ({n} of {row_bytes} bytes)")
-        return out
-
-    def __getstate__(self) -> dict:  # descriptors do not travel to spawned workers
-        return {**self.__dict__, "_fd": None, "_pid": None}
-
-    def __del__(self):
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
-
 
 class ImageFiles(Dataset):
     """Files (with labels, or -1 for unlabeled) -> {view name: uint8 3xSxS, "label": int}.
@@ -195,9 +75,9 @@ class ImageFiles(Dataset):
     def __init__(self, files: Sequence[Path], labels: Sequence[int] | None, transform: CropViews,
                  skipped_log: Path | None = None, soft_targets: dict | None = None, decoded: str | None = None):
         self.files, self.transform, self.skipped_log = list(files), transform, skipped_log
-        # Optional decoded-image cache (see `decode_to_cache`): N x H x W x 3 uint8 on disk, memory-mapped.
+        # Optional decoded-image cache (`arrays.decode_to_cache`): N x H x W x 3 uint8 on disk, read by row.
         self.decoded, self._pixels = decoded, None
-        # Optional pre-rendered views (see `render_views`): K x N x S x S x 3 uint8, the crops themselves.
+        # Optional pre-rendered views (`arrays.render_views`): K x N x S x S x 3 uint8, the crops themselves.
         self.rendered, self._rendered = None, None
         self.labels = list(labels) if labels is not None else [-1] * len(self.files)
         self.bad: set[int] = set()  # per worker process
@@ -265,158 +145,6 @@ class ImageFiles(Dataset):
         return sample
 
 
-def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9) -> tuple[str | None, list[int]]:
-    """Decode every image once into `root/decoded-<hash of the file list>.npy` (N x H x W x 3 uint8), so
-    JPEG/PNG decoding is paid once, not every epoch. Only for folders whose images all have one size
-    (CIFAR-like) and fit in `max_bytes`; returns (None, []) otherwise. The image sizes are read from the
-    headers once and kept beside the would-be file. Also returns the indices that failed to decode."""
-    path = cache_path(root, "decoded", files, suffix=".npy")
-    bad_file, sizes_file = path.with_suffix(".bad.json"), path.with_suffix(".sizes.json")
-    if path.exists():
-        return str(path), json.loads(bad_file.read_text()) if bad_file.exists() else []
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not sizes_file.exists():  # headers only: ~50 us an image
-        sizes = Counter(filter(None, map(_header_size, files)))
-        write_json(sizes_file, {"distinct": len(sizes), "common": sizes.most_common(3)})
-    sizes = json.loads(sizes_file.read_text())
-    if sizes["distinct"] != 1:
-        log.info("data.decoded_cache: decoding on the fly (images of %d sizes, e.g. %s)", sizes["distinct"],
-                 [tuple(wh) for wh, _ in sizes["common"]])
-        return None, []
-    (width, height), _ = sizes["common"][0]
-    if (nbytes := len(files) * width * height * 3) > max_bytes:
-        log.info("data.decoded_cache: decoding on the fly (%.1f GB decoded > data.decoded_max_gb)", nbytes / 1e9)
-        return None, []
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), height, width, 3))
-    bad = []
-    for i, f in enumerate(tqdm(files, desc="decoding images once", unit="img", mininterval=2)):
-        try:
-            img = load_rgb(f)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-            bad.append(i)
-            continue
-        if img.size != (width, height):  # an EXIF rotation that the header did not show
-            del pixels
-            tmp.unlink()
-            log.info("data.decoded_cache: decoding on the fly (%s is %s after its EXIF rotation)", f, img.size)
-            write_json(sizes_file, {"distinct": 2, "common": [[[width, height], 1], [img.size, 1]]})
-            return None, []
-        pixels[i] = np.asarray(img)
-    pixels.flush()
-    del pixels
-    bad_file.write_text(json.dumps(bad))
-    os.replace(tmp, path)
-    return str(path), bad
-
-
-def _header_size(path: Path) -> tuple[int, int] | None:
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None  # (the scan passed it; decoding will record it as bad)
-
-
-class _Views(Sampler):
-    """(index, seed, view) for views 0..K-1 of every image, view-major: the row order of `render_views`."""
-
-    def __init__(self, size: int, views: int, seed: int):
-        self.size, self.views, self.seed = size, views, seed
-
-    def __len__(self) -> int:
-        return self.size * self.views
-
-    def __iter__(self):
-        return ((i, self.seed, k) for k in range(self.views) for i in range(self.size))
-
-
-def render_views(dataset: ImageFiles, views: int, seed: int, root: Path, batch_size: int = 256,
-                 num_workers: int = 0) -> str:
-    """Render views 0..K-1 of every image of `dataset` (one view size) once, into
-    `root/views-<key>.npy` (K x N x S x S x 3 uint8), and return its path.
-
-    With cached soft targets the student's crops repeat every K epochs; cropping and resizing them again
-    each epoch costs training speed on a machine whose cores also run the step (measured in
-    benchmarks/throughput.py). The key covers the file list, the crop policy, the seed and K."""
-    t = dataset.transform
-    ((name, size),) = t.sizes.items()
-    policy = json.dumps({"size": size, "train": t.train, "scale": list(t.scale), "ratio": list(t.ratio),
-                         "hflip": t.hflip, "crop_pct": t.crop_pct, "seed": seed, "views": views,
-                         "bad": sorted(dataset.bad)}, sort_keys=True)
-    path = cache_path(root, "views", dataset.files, hashlib.sha256(policy.encode()), suffix=".npy")
-    if path.exists():
-        return str(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(views, len(dataset), size, size, 3))
-    offset = header.offset
-    del header
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=_Views(len(dataset), views, seed),
-                        num_workers=num_workers)
-    with tmp.open("r+b") as f:  # rows arrive in file order: plain sequential writes, nothing mapped
-        f.seek(offset)
-        for batch in tqdm(loader, desc=f"rendering {views} views at {size} px", unit="batch", mininterval=2):
-            f.write(batch[name].permute(0, 2, 3, 1).contiguous().numpy().tobytes())
-    os.replace(tmp, path)
-    return str(path)
-
-
-def class_folders(root: str | Path, key: str = "data.train_dir") -> list[str]:
-    """Sorted sub-folder names of an ImageFolder-layout tree: its class names."""
-    root = _existing_dir(str(root), key)
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not folders:
-        raise ValueError(f"{root} has no class sub-folders: a labeled folder needs ImageFolder layout (root/class/img)")
-    return folders
-
-
-def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str,
-                  num_classes: int | None = None) -> tuple[list[Path], list[int], list[str]]:
-    """An ImageFolder-layout tree -> files, label indices in the teacher's class order, folder names.
-
-    With `class_names` (the teacher's), each folder name must be one of them; without, folders map to
-    outputs in sorted order."""
-    root = Path(root)
-    folders = class_folders(root, key)
-    if class_names is not None:
-        unknown = [f for f in folders if f not in class_names]
-        if unknown:
-            raise ValueError(f"{key}={root}: class folders {unknown[:5]} are not among the teacher's {len(class_names)} "
-                             f"classes (e.g. {list(class_names)[:5]}); fix the folder names or the teacher's class list")
-        index = {name: i for i, name in enumerate(class_names)}
-    else:
-        if num_classes is not None and len(folders) > num_classes:
-            raise ValueError(f"{key}={root} has {len(folders)} class folders but the teacher has {num_classes} "
-                             f"outputs; give the teacher a class list (classes.txt beside its checkpoint)")
-        log.warning("the teacher has no class names: %s's folders map to its outputs in sorted order", key)
-        index = {name: i for i, name in enumerate(folders)}
-    files, labels = [], []
-    for folder in folders:
-        scan = scan_images(root / folder)
-        files += scan.files
-        labels += [index[folder]] * len(scan.files)
-    return files, labels, folders
-
-
-def label_subset(files: Sequence[Path], labels: Sequence[int], fraction: float) -> tuple[list[Path], list[int]]:
-    """The same `fraction` of every class, drawn with a fixed seed (the label-budget case).
-
-    A pure function of the file list (not of the run's seed), so a recipe's teacher stage and its label-only
-    baselines see the same labeled images."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"data.label_fraction={fraction} must be in (0, 1]")
-    if fraction == 1:
-        return list(files), list(labels)
-    by_class: dict[int, list[Path]] = defaultdict(list)
-    for f, label in zip(files, labels):
-        by_class[label].append(f)
-    keep = []
-    for label, group in by_class.items():
-        chosen = random.Random(f"label-subset-{label}").sample(range(len(group)), max(1, round(fraction * len(group))))
-        keep += [(group[i], label) for i in sorted(chosen)]
-    return [f for f, _ in keep], [label for _, label in keep]
-
 
 class EpochSampler(Sampler):
     """Shuffles by (seed, epoch) and yields (index, seed, epoch), so each sample's augmentation is a pure
@@ -478,9 +206,9 @@ class DistillDataModule(pl.LightningDataModule):
         hflip, eval_crop_pct: the usual.
         skipped_log: where every skipped file is listed with its reason (skipped_files.tsv in the run dir).
         seed: shuffling and augmentation seed (see `EpochSampler`).
-        decoded_cache: a folder for decoded uint8 copies of equal-size images (`decode_to_cache`), so
+        decoded_cache: a folder for decoded uint8 copies of equal-size images (`arrays.decode_to_cache`), so
             JPEG decoding is paid once, up to `decoded_max_gb` on disk; None decodes every epoch. With
-            cached soft targets the student's K training views are rendered there too (`render_views`),
+            cached soft targets the student's K training views are rendered there too (`arrays.render_views`),
             up to `rendered_max_gb`.
     """
 
@@ -520,7 +248,7 @@ class DistillDataModule(pl.LightningDataModule):
             files, labels = label_subset(files, labels, self.label_fraction)
             source = self.train_dir
         elif self.unlabeled_dir:
-            scan = scan_images(_existing_dir(self.unlabeled_dir, "data.unlabeled_dir"))
+            scan = scan_images(existing_dir(self.unlabeled_dir, "data.unlabeled_dir"))
             log.info("unlabeled %s", scan.summary())
             for reason, paths in scan.skipped.items():
                 log.warning("skipped %d files (%s), e.g. %s", len(paths), reason, ", ".join(paths[:3]))
@@ -599,10 +327,3 @@ class DistillDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []
-
-
-def _existing_dir(path: str, key: str) -> Path:
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        raise FileNotFoundError(f"{key}={path} is not a directory")
-    return p

@@ -9,8 +9,9 @@ import torch
 from torch.utils.data import DataLoader
 
 import train
+from distill.arrays import NpyRows
 from distill.cache import build_soft_targets, cache_soft_targets
-from distill.data import DistillDataModule, NpyRows
+from distill.data import DistillDataModule
 from distill.module import DistillModule
 from students import create_student
 from teachers import create_teacher

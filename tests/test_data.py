@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from distill.data import CropViews, DistillDataModule, labeled_files, load_rgb, scan_images
+from distill.data import CropViews, DistillDataModule
+from distill.folders import labeled_files, load_rgb, scan_images
 
 
 def gradient(w: int = 40, h: int = 30) -> Image.Image:
@@ -122,7 +123,7 @@ def test_decoded_cache_gives_the_same_crops(folders, tmp_path):
 
 
 def test_decoded_cache_only_for_equal_sizes_within_the_cap(folders, tmp_path, monkeypatch):
-    import distill.data
+    import distill.arrays
 
     def module(folder, **kw):
         return DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folder), batch_size=4,
@@ -131,7 +132,7 @@ def test_decoded_cache_only_for_equal_sizes_within_the_cap(folders, tmp_path, mo
     assert module(folders["train"]).train_set.decoded is None  # images of different sizes: decoded on the fly
     (sizes,) = (tmp_path / "decoded").glob("decoded-*.sizes.json")
     assert json.loads(sizes.read_text())["distinct"] > 1
-    monkeypatch.setattr(distill.data, "_header_size", lambda f: pytest.fail("headers read again"))
+    monkeypatch.setattr(distill.arrays, "_header_size", lambda f: pytest.fail("headers read again"))
     assert module(folders["train"]).train_set.decoded is None  # the verdict is remembered
     monkeypatch.undo()
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import train
-from distill.data import DistillDataModule, label_subset
+from distill.data import DistillDataModule
+from distill.folders import label_subset
 from distill.module import DistillModule
 from tests.test_reliability import _cli
 

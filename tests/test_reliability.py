@@ -70,7 +70,7 @@ def test_messy_folder_uses_every_good_image_and_reports_every_bad_one(tmp_path):
     loader = dm._loader(dm.train_set, shuffle=False)
     seen = sum(len(b["label"]) for b in loader)
     assert seen == len(dm.train_set)  # the bad one is replaced by the next image, never a crash
-    from distill.data import skipped_counts
+    from distill.folders import skipped_counts
 
     assert skipped_counts(log) == bad
 

@@ -1,0 +1,157 @@
+"""Pixels paid for once: decoded images and rendered crops as uint8 .npy arrays on disk, and `NpyRows`
+to read rows of them back without mapping them into memory."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from .disk import cache_path, write_json
+from .folders import load_rgb
+
+if TYPE_CHECKING:
+    from .data import ImageFiles
+
+log = logging.getLogger(__name__)
+
+
+class NpyRows:
+    """Rows of a .npy file on disk, read with pread: `read(i, j)` returns array[i, j] for index arrays i, j
+    (the leading axes). Unlike a memory map, the pages read stay in the page cache and out of this process's
+    RSS (a map's touched pages counted there: 1.6 GB of a 2.9 GB peak in a 128 px Imagenette run), so memory
+    stays flat however large the cache."""
+
+    def __init__(self, path: str):
+        header = np.load(path, mmap_mode="r")  # numpy parses the header; no page is touched
+        if not header.flags.c_contiguous:
+            raise ValueError(f"{path}: a Fortran-ordered array")
+        self.shape, self.dtype, self.offset = header.shape, header.dtype, header.offset
+        self.path, self._fd, self._pid = path, None, None
+
+    def read(self, *index) -> np.ndarray:
+        lead, row_shape = self.shape[:len(index)], self.shape[len(index):]
+        rows = np.ravel_multi_index(tuple(np.asarray(i) for i in index), lead)
+        row_bytes = int(np.prod(row_shape, dtype=np.int64)) * self.dtype.itemsize
+        if self._pid != os.getpid():  # a forked DataLoader worker opens its own descriptor
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        out = np.empty((len(rows), *row_shape), self.dtype)
+        buf = memoryview(out.reshape(-1).view(np.uint8))
+        for k, r in enumerate(rows.tolist()):
+            n = os.preadv(self._fd, [buf[k * row_bytes:(k + 1) * row_bytes]], self.offset + r * row_bytes)
+            if n != row_bytes:
+                raise OSError(f"{self.path}: short read at row {r} ({n} of {row_bytes} bytes)")
+        return out
+
+    def __getstate__(self) -> dict:  # descriptors do not travel to spawned workers
+        return {**self.__dict__, "_fd": None, "_pid": None}
+
+    def __del__(self):
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+
+
+
+def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9) -> tuple[str | None, list[int]]:
+    """Decode every image once into `root/decoded-<hash of the file list>.npy` (N x H x W x 3 uint8), so
+    JPEG/PNG decoding is paid once, not every epoch. Only for folders whose images all have one size
+    (CIFAR-like) and fit in `max_bytes`; returns (None, []) otherwise. The image sizes are read from the
+    headers once and kept beside the would-be file. Also returns the indices that failed to decode."""
+    path = cache_path(root, "decoded", files, suffix=".npy")
+    bad_file, sizes_file = path.with_suffix(".bad.json"), path.with_suffix(".sizes.json")
+    if path.exists():
+        return str(path), json.loads(bad_file.read_text()) if bad_file.exists() else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not sizes_file.exists():  # headers only: ~50 us an image
+        sizes = Counter(filter(None, map(_header_size, files)))
+        write_json(sizes_file, {"distinct": len(sizes), "common": sizes.most_common(3)})
+    sizes = json.loads(sizes_file.read_text())
+    if sizes["distinct"] != 1:
+        log.info("data.decoded_cache: decoding on the fly (images of %d sizes, e.g. %s)", sizes["distinct"],
+                 [tuple(wh) for wh, _ in sizes["common"]])
+        return None, []
+    (width, height), _ = sizes["common"][0]
+    if (nbytes := len(files) * width * height * 3) > max_bytes:
+        log.info("data.decoded_cache: decoding on the fly (%.1f GB decoded > data.decoded_max_gb)", nbytes / 1e9)
+        return None, []
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), height, width, 3))
+    bad = []
+    for i, f in enumerate(tqdm(files, desc="decoding images once", unit="img", mininterval=2)):
+        try:
+            img = load_rgb(f)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            bad.append(i)
+            continue
+        if img.size != (width, height):  # an EXIF rotation that the header did not show
+            del pixels
+            tmp.unlink()
+            log.info("data.decoded_cache: decoding on the fly (%s is %s after its EXIF rotation)", f, img.size)
+            write_json(sizes_file, {"distinct": 2, "common": [[[width, height], 1], [img.size, 1]]})
+            return None, []
+        pixels[i] = np.asarray(img)
+    pixels.flush()
+    del pixels
+    bad_file.write_text(json.dumps(bad))
+    os.replace(tmp, path)
+    return str(path), bad
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None  # (the scan passed it; decoding will record it as bad)
+
+
+class _Views(Sampler):
+    """(index, seed, view) for views 0..K-1 of every image, view-major: the row order of `render_views`."""
+
+    def __init__(self, size: int, views: int, seed: int):
+        self.size, self.views, self.seed = size, views, seed
+
+    def __len__(self) -> int:
+        return self.size * self.views
+
+    def __iter__(self):
+        return ((i, self.seed, k) for k in range(self.views) for i in range(self.size))
+
+
+def render_views(dataset: ImageFiles, views: int, seed: int, root: Path, batch_size: int = 256,
+                 num_workers: int = 0) -> str:
+    """Render views 0..K-1 of every image of `dataset` (one view size) once, into
+    `root/views-<key>.npy` (K x N x S x S x 3 uint8), and return its path.
+
+    With cached soft targets the student's crops repeat every K epochs; cropping and resizing them again
+    each epoch costs training speed on a machine whose cores also run the step (measured in
+    benchmarks/throughput.py). The key covers the file list, the crop policy, the seed and K."""
+    t = dataset.transform
+    ((name, size),) = t.sizes.items()
+    policy = json.dumps({"size": size, "train": t.train, "scale": list(t.scale), "ratio": list(t.ratio),
+                         "hflip": t.hflip, "crop_pct": t.crop_pct, "seed": seed, "views": views,
+                         "bad": sorted(dataset.bad)}, sort_keys=True)
+    path = cache_path(root, "views", dataset.files, hashlib.sha256(policy.encode()), suffix=".npy")
+    if path.exists():
+        return str(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(views, len(dataset), size, size, 3))
+    offset = header.offset
+    del header
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=_Views(len(dataset), views, seed),
+                        num_workers=num_workers)
+    with tmp.open("r+b") as f:  # rows arrive in file order: plain sequential writes, nothing mapped
+        f.seek(offset)
+        for batch in tqdm(loader, desc=f"rendering {views} views at {size} px", unit="batch", mininterval=2):
+            f.write(batch[name].permute(0, 2, 3, 1).contiguous().numpy().tobytes())
+    os.replace(tmp, path)
+    return str(path)
