@@ -176,6 +176,9 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     series = [("top1", "top-1", case) for case in cases]
     if len(cases) == 1:  # one case: also how closely the students follow the teacher
         series.append(("agreement", "agreement with teacher", cases[0]))
+    values = [r[key] for key, _, _ in series for r in ok if r.get(key) is not None]
+    span = (max(values) - min(values) if values else 0) or 1.0
+    labelled = []  # (x, y, text) of the α labels drawn so far
     for key, what, case in series:
         pts = sorted(((r["macs_m"], r[key], r) for r in ok if r.get(key) is not None and _case(r) == case),
                      key=lambda p: p[:2])  # (ties would compare the rows themselves)
@@ -189,8 +192,12 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
                 markersize=7, linestyle="-" if distilled else "--", linewidth=1,
                 label=f"{what}: {_trained_on(pts[0][2])}, {case[2]} px")
         for x, y, r in pts:
-            ax.annotate(f"α {r['alpha']:g}", (x, y), textcoords="offset points", xytext=(0, 8), ha="center",
-                        fontsize=7, color=color)
+            text = f"α {r['alpha']:g}"
+            if any(t == text and x0 == x and abs(y0 - y) < 0.02 * span for x0, y0, t in labelled):
+                continue  # two series meet at this student: one label, not two printed over each other
+            labelled.append((x, y, text))
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7,
+                        color=color)
     teachers = sorted({(r["label_fraction"], r["teacher_top1"]) for r in ok if r.get("teacher_top1") is not None},
                       reverse=True)
     for (fraction, top1), style in zip(teachers, ("--", ":", "-.", "-")):
