@@ -13,8 +13,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from teachers import fold_batchnorm
-
+from .fold import fold_batchnorm
 from .losses import distillation_loss
 from .optim import weight_decay_groups
 

@@ -119,7 +119,7 @@ def test_ensemble_averages_probabilities_at_temperature():
 def test_folding_batchnorm_keeps_the_teachers_outputs():
     import copy
 
-    from teachers import fold_batchnorm
+    from distill.fold import fold_batchnorm
 
     torch.manual_seed(0)
     model = timm.create_model("resnet18", pretrained=False, num_classes=5)
@@ -140,7 +140,7 @@ def test_folding_batchnorm_keeps_the_teachers_outputs():
 
 
 def test_folding_leaves_norms_that_also_activate():
-    from teachers import fold_batchnorm
+    from distill.fold import fold_batchnorm
 
     model = timm.create_model("mobilenetv3_small_050", pretrained=False, num_classes=5).eval()  # BatchNormAct2d
     assert fold_batchnorm(model) == 0

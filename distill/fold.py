@@ -1,0 +1,35 @@
+"""The frozen teacher's BatchNorms folded into the convolutions before them (DistillModule applies it)."""
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Fold every BatchNorm2d that directly follows a Conv2d into that conv's weights, in place, and
+    return how many were folded. Only for a frozen teacher in eval mode: the outputs stay the same
+    (within float rounding), one pass over each activation is saved (resnet18 at 128 px, batch 64,
+    bf16: 150 -> 134 ms). Models that torch.fx cannot trace are left as they are. (torch.fx's own
+    `experimental.optimization.fuse`, which `students.export` uses, returns a GraphModule, which drops the
+    timm model's attributes (pretrained_cfg, num_classes, ...) that the rest of the project reads; this
+    folds in place.)"""
+    if model.training:
+        raise ValueError("fold_batchnorm is for models in eval mode (a training step would update the BN statistics)")
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # noqa: BLE001 (data-dependent control flow and the like: nothing folded)
+        return 0
+    modules, folded = dict(model.named_modules()), 0
+    calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
+    for node in graph.nodes:
+        prev = node.args[0] if node.op == "call_module" and node.args else None
+        if (type(modules.get(node.target)) is nn.BatchNorm2d  # (not subclasses: timm's BatchNormAct2d acts too)
+                and getattr(prev, "op", None) == "call_module" and type(modules.get(prev.target)) is nn.Conv2d
+                and len(prev.users) == 1 and calls[prev.target] == calls[node.target] == 1):
+            model.set_submodule(prev.target, fuse_conv_bn_eval(modules[prev.target], modules[node.target]))
+            model.set_submodule(node.target, nn.Identity())
+            folded += 1
+    return folded
