@@ -24,10 +24,12 @@ from omegaconf.errors import InterpolationResolutionError
 from timm.data import resolve_model_data_config
 
 import students
+from students.cost import cost_report
 from distill.cache import cache_soft_targets
 from distill.callbacks import RunReport, Throughput
 from distill.disk import write_json
 from distill.folders import class_folders, skipped_counts
+from distill.resume import find_checkpoint
 from distill.runtime import fast_cpu_defaults
 from teachers import describe, for_classes, save_teacher
 from teachers.stage import StageFailed
@@ -66,34 +68,15 @@ def user_errors():
         raise UserError(str(err)) from err
 
 
-def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint to continue from: `resume=PATH`, or with `resume=auto` the newest earlier run of the
-    same command (same overrides) that left checkpoints/last.ckpt. That run's directory becomes this run's
-    output directory, so checkpoints, metrics, the W&B run id and the student file all continue there."""
-    resume = cfg.get("resume")
-    if not resume:
-        return None
-    if resume != "auto":
-        if not Path(resume).is_file():
-            raise FileNotFoundError(f"resume={resume} does not exist (use resume=auto or a .ckpt path)")
-        return str(resume)
-    current = Path(cfg.paths.output_dir).resolve()
-    command = _overrides_without_resume(HydraConfig.get().overrides.task)
-    for run in sorted(current.parent.iterdir(), reverse=True):
-        last = run / "checkpoints" / "last.ckpt"
-        overrides = run / ".hydra" / "overrides.yaml"
-        if run.resolve() == current or not last.is_file() or not overrides.is_file():
-            continue
-        if _overrides_without_resume(OmegaConf.load(overrides)) == command:
-            log.info("resume=auto: continuing %s from %s", run, last)
-            OmegaConf.update(cfg, "paths.output_dir", str(run))
-            return str(last)
-    log.info("resume=auto: no earlier run of this command has a checkpoint; starting fresh")
-    return None
-
-
-def _overrides_without_resume(overrides) -> list[str]:
-    return sorted(o for o in overrides if not o.startswith(("resume=", "hydra.")))
+def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, object]:
+    """The checkpoint to continue from (distill.resume); a continued run's directory becomes this run's
+    output directory, so checkpoints, metrics, the W&B run id and the student file all continue there.
+    Returns it with the directory's lock, held until the run ends."""
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    checkpoint, run_dir, lock = find_checkpoint(cfg.get("resume"), Path(cfg.paths.output_dir), overrides)
+    if run_dir != Path(cfg.paths.output_dir).resolve():
+        OmegaConf.update(cfg, "paths.output_dir", str(run_dir))
+    return checkpoint, lock
 
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
@@ -105,9 +88,7 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
     return trainer
 
 
-def distill(cfg: DictConfig) -> dict:
-    with user_errors():
-        checkpoint = resume_checkpoint(cfg)
+def distill(cfg: DictConfig, checkpoint: str | None) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     with user_errors():
         teacher = instantiate(cfg.teacher)
@@ -133,8 +114,9 @@ def distill(cfg: DictConfig) -> dict:
         if module.teacher_mode == "cached" else {}
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
 
-    report = next(c for c in trainer.callbacks if isinstance(c, RunReport))
-    summary = report.summary()
+    report = next((c for c in trainer.callbacks if isinstance(c, RunReport)), None)
+    summary = report.summary() if report else {"final": None, "best": None, "cost": cost_report(
+        module.student, student_size, latency=False)}
     summary.update(teacher=describe(teacher), student=cfg.student.name, alpha=cfg.student.alpha,
                    img_size=student_size, train_images=len(datamodule.train_set),
                    skipped_files=skipped_counts(datamodule.skipped_log),
@@ -148,9 +130,7 @@ def distill(cfg: DictConfig) -> dict:
     return summary
 
 
-def train_teacher(cfg: DictConfig) -> dict:
-    with user_errors():
-        checkpoint = resume_checkpoint(cfg)
+def train_teacher(cfg: DictConfig, checkpoint: str | None) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     with user_errors():
         if not cfg.data.train_dir:
@@ -166,7 +146,7 @@ def train_teacher(cfg: DictConfig) -> dict:
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
 
     top1 = trainer.callback_metrics.get("val/top1")
-    path = save_teacher(module.model.cpu(), output_dir / "teacher.safetensors", cfg.teacher.name,
+    path = save_teacher(module.best_model().cpu(), output_dir / "teacher.safetensors", cfg.teacher.name,
                         val_top1=None if top1 is None else float(top1))
     summary = {"teacher_file": str(path), "teacher": describe(module.model),
                "val/top1": None if top1 is None else float(top1)}
@@ -201,7 +181,9 @@ def train(cfg: DictConfig) -> dict:
                 instantiate(cfg.demo)
             if cfg.get("teacher_stage") and cfg.task != "teacher":
                 instantiate(cfg.teacher_stage)  # a recipe's teacher, trained once by `task=teacher` if missing
-        return train_teacher(cfg) if cfg.task == "teacher" else distill(cfg)
+            checkpoint, lock = resume_checkpoint(cfg)
+        with lock:
+            return (train_teacher if cfg.task == "teacher" else distill)(cfg, checkpoint)
     finally:
         # A multirun runs its jobs one after another in this process. The trainer, module and data refer
         # to each other, so without a collection each job's teacher, student and open cache files

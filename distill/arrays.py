@@ -136,9 +136,7 @@ def render_views(dataset: ImageFiles, views: int, seed: int, root: Path, batch_s
     benchmarks/throughput.py). The key covers the file list, the crop policy, the seed and K."""
     t = dataset.transform
     ((name, size),) = t.sizes.items()
-    policy = json.dumps({"size": size, "train": t.train, "scale": list(t.scale), "ratio": list(t.ratio),
-                         "hflip": t.hflip, "crop_pct": t.crop_pct, "seed": seed, "views": views,
-                         "bad": sorted(dataset.bad)}, sort_keys=True)
+    policy = json.dumps({**t.policy(), "seed": seed, "views": views, "bad": sorted(dataset.bad)}, sort_keys=True)
     path = cache_path(root, "views", dataset.files, hashlib.sha256(policy.encode()), suffix=".npy")
     if path.exists():
         return str(path)

@@ -1,4 +1,4 @@
-"""Observers of a run: the student's cost, one metrics row per validation, and summary.json at the end."""
+"""Observers of a run: the student's cost, one metrics row per validation (summary.json is train.py's)."""
 from __future__ import annotations
 
 import csv
@@ -14,7 +14,6 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from .disk import write_json
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def _plain(value: Any) -> Any:
 
 class RunReport(pl.Callback):
     """Logs the student's params / mult-adds / CPU latency once, keeps one row of `val/*` metrics per
-    validation (written to `metrics.csv`), and writes `summary.json` (cost, final and best rows).
+    validation (written to `metrics.csv`), and gives the cost and the final and best rows for summary.json.
 
     Args:
         output_dir: the run directory.
@@ -86,14 +85,6 @@ class RunReport(pl.Callback):
         best = max(scored, key=lambda r: r[self.monitor]) if scored else None
         return {"final": self.rows[-1] if self.rows else None, "best": best, "monitor": self.monitor,
                 "cost": self.cost, **self.extra}
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.write_summary()
-
-    @rank_zero_only
-    def write_summary(self) -> None:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.output_dir / "summary.json", self.summary())
 
 
 class FaultCheckpoint(pl.Callback):

@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
+from timm.data.auto_augment import rand_augment_transform
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .arrays import NpyRows, decode_to_cache, render_views
@@ -29,18 +30,40 @@ log = logging.getLogger(__name__)
 
 class CropViews:
     """Draw one crop box per image (random-resized + flip in training, centred otherwise) and resize it
-    to every requested view size, e.g. {"teacher": 224, "student": 128}."""
+    to every requested view size, e.g. {"teacher": 224, "student": 128}.
+
+    Args:
+        sizes: view name -> output resolution.
+        train: random crops, flips and `augment`; otherwise the centred `crop_pct` crop.
+        scale, ratio: the random-resized crop's area and aspect ranges (torchvision's rule).
+        hflip: random horizontal flips in training.
+        crop_pct: the centred crop's side as a fraction of the short side (evaluation).
+        pad: instead of a random-resized crop, the whole image shifted by up to `pad` pixels each way, the
+            uncovered border zero (the pad-and-crop policy small images such as CIFAR's want).
+        augment: a timm RandAugment string (e.g. "rand-m9-mstd0.5-inc1") applied to the crop before it is
+            resized, so every view sees the same operations.
+    """
 
     def __init__(self, sizes: dict[str, int], train: bool, scale: Sequence[float] = (0.35, 1.0),
-                 ratio: Sequence[float] = (3 / 4, 4 / 3), hflip: bool = True, crop_pct: float = 1.0):
+                 ratio: Sequence[float] = (3 / 4, 4 / 3), hflip: bool = True, crop_pct: float = 1.0,
+                 pad: int = 0, augment: str | None = None):
         self.sizes, self.train, self.scale, self.ratio = sizes, train, tuple(scale), tuple(ratio)
-        self.hflip, self.crop_pct = hflip, crop_pct
+        self.hflip, self.crop_pct, self.pad, self.augment = hflip, crop_pct, pad, augment
+        self._augment = rand_augment_transform(augment, {}) if augment and train else None
+
+    def policy(self) -> dict:
+        """Everything that decides the crops besides (seed, view, image): the key of caches built from them."""
+        return {"sizes": self.sizes, "train": self.train, "crop_pct": self.crop_pct,
+                **({"scale": list(self.scale), "ratio": list(self.ratio), "hflip": self.hflip,
+                    "pad": self.pad, "augment": self.augment} if self.train else {})}
 
     def box(self, width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:
-        """(top, left, height, width) of the crop."""
+        """(top, left, height, width) of the crop; with `pad`, it may reach past the image's edges."""
         if not self.train:
             side = max(1, round(self.crop_pct * min(width, height)))
             return (height - side) // 2, (width - side) // 2, side, side
+        if self.pad:
+            return rng.randint(-self.pad, self.pad), rng.randint(-self.pad, self.pad), height, width
         area = width * height
         for _ in range(10):  # torchvision's RandomResizedCrop rule
             target = area * rng.uniform(*self.scale)
@@ -56,6 +79,11 @@ class CropViews:
         pixels = img if isinstance(img, torch.Tensor) else TF.pil_to_tensor(img)  # 3,H,W uint8
         top, left, h, w = self.box(pixels.shape[-1], pixels.shape[-2], rng)
         flip = self.train and self.hflip and rng.random() < 0.5
+        if self.pad or self._augment:  # crop at the source's resolution first, then augment, then resize
+            pixels = TF.crop(pixels, top, left, h, w)  # (zero-filled where the box leaves the image)
+            top, left = 0, 0
+            if self._augment:
+                pixels = TF.pil_to_tensor(seeded(self._augment, TF.to_pil_image(pixels), rng))
         views, by_size = {}, {}
         for name, size in self.sizes.items():
             if size not in by_size:
@@ -64,6 +92,18 @@ class CropViews:
             views[name] = by_size[size]
         return views
 
+
+def seeded(transform, img: Image.Image, rng: random.Random) -> Image.Image:
+    """`transform(img)` for transforms that draw from the global `random` and `np.random` (timm's
+    RandAugment), made a function of `rng`'s next draw; the global states are left as they were."""
+    state, np_state = random.getstate(), np.random.get_state()
+    random.seed(rng.getrandbits(64))
+    np.random.seed(rng.getrandbits(32))
+    try:
+        return transform(img)
+    finally:
+        random.setstate(state)
+        np.random.set_state(np_state)
 
 
 class ImageFiles(Dataset):
@@ -204,6 +244,8 @@ class DistillDataModule(pl.LightningDataModule):
         num_classes: the teacher's output count, to check folders against when it has no class names.
         batch_size, num_workers (None: one per two cores), train_scale (random-resized-crop area range),
         hflip, eval_crop_pct: the usual.
+        train_pad, train_augment: pad-and-crop instead of random-resized crops, and a timm RandAugment
+            string (see `CropViews`).
         skipped_log: where every skipped file is listed with its reason (skipped_files.tsv in the run dir).
         seed: shuffling and augmentation seed (see `EpochSampler`).
         decoded_cache: a folder for decoded uint8 copies of equal-size images (`arrays.decode_to_cache`), so
@@ -216,6 +258,7 @@ class DistillDataModule(pl.LightningDataModule):
                  val_dir: str | None = None, label_fraction: float = 1.0, class_names: Sequence[str] | None = None,
                  num_classes: int | None = None, batch_size: int = 64,
                  num_workers: int | None = None, train_scale: Sequence[float] = (0.35, 1.0), hflip: bool = True,
+                 train_pad: int = 0, train_augment: str | None = None,
                  eval_crop_pct: float = 1.0, pin_memory: bool = False, skipped_log: str | None = None,
                  seed: int = 0, decoded_cache: str | None = None, decoded_max_gb: float = 4.0,
                  rendered_max_gb: float = 4.0):
@@ -233,6 +276,9 @@ class DistillDataModule(pl.LightningDataModule):
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.workers_auto = num_workers is None
         self.train_scale, self.hflip, self.eval_crop_pct, self.pin_memory = train_scale, hflip, eval_crop_pct, pin_memory
+        if train_pad < 0:
+            raise ValueError(f"data.train_pad={train_pad} must be >= 0 (0: random-resized crops)")
+        self.train_pad, self.train_augment = train_pad, train_augment
         self.skipped_log = Path(skipped_log) if skipped_log and rank_zero_only.rank == 0 else None
         self.seed, self.decoded_cache = seed, decoded_cache
         self.decoded_max_gb, self.rendered_max_gb = decoded_max_gb, rendered_max_gb
@@ -242,7 +288,7 @@ class DistillDataModule(pl.LightningDataModule):
 
     def _build_sets(self) -> tuple[ImageFiles, ImageFiles | None]:
         # Built (and checked) at construction so a bad folder fails before any model work starts.
-        train_views = CropViews(self.image_sizes, train=True, scale=self.train_scale, hflip=self.hflip)
+        train_views = self._views(self.image_sizes, train=True)
         if self.train_dir:
             files, labels, _ = labeled_files(self.train_dir, self.class_names, "data.train_dir", self.num_classes)
             files, labels = label_subset(files, labels, self.label_fraction)
@@ -265,7 +311,7 @@ class DistillDataModule(pl.LightningDataModule):
             if not files:
                 raise ValueError(f"no usable images under data.val_dir={self.val_dir}")
             val_set = self._with_decoded(ImageFiles(
-                files, labels, CropViews(self.image_sizes, train=False, crop_pct=self.eval_crop_pct), self.skipped_log))
+                files, labels, self._views(self.image_sizes, train=False), self.skipped_log))
         return train_set, val_set
 
     def _with_decoded(self, dataset: ImageFiles) -> ImageFiles:
@@ -285,21 +331,14 @@ class DistillDataModule(pl.LightningDataModule):
         """The split's images with the teacher's view only, and the view policy that defines its crops
         (what the soft-target cache is computed over, and keyed by)."""
         dataset = self.train_set if split == "train" else self.val_set
-        train = split == "train"
-        views = CropViews({"teacher": self.image_sizes["teacher"]}, train=train, scale=self.train_scale,
-                          hflip=self.hflip, crop_pct=self.eval_crop_pct)
-        policy = dict(split=split, size=self.image_sizes["teacher"], seed=self.seed,
-                      **({"scale": list(self.train_scale), "hflip": self.hflip} if train
-                         else {"crop_pct": self.eval_crop_pct}))
-        return self._like(dataset, views), policy
+        views = self._views({"teacher": self.image_sizes["teacher"]}, train=split == "train")
+        return self._like(dataset, views), dict(split=split, seed=self.seed, **views.policy())
 
     def student_view_only(self, split: str, soft_targets: dict | None = None) -> None:
         """Serve the split with the student's view only: with cached teacher logits, or (label-only
         training) with none, so the teacher's crop is never decoded and resized."""
         dataset = self.train_set if split == "train" else self.val_set
-        student = {"student": self.image_sizes["student"]}
-        views = CropViews(student, train=split == "train", scale=self.train_scale, hflip=self.hflip,
-                          crop_pct=self.eval_crop_pct)
+        views = self._views({"student": self.image_sizes["student"]}, train=split == "train")
         cached = self._like(dataset, views, soft_targets)
         if split == "train" and soft_targets and cached.decoded:
             size = soft_targets["views"] * len(cached) * 3 * self.image_sizes["student"] ** 2
@@ -312,6 +351,10 @@ class DistillDataModule(pl.LightningDataModule):
             self.train_set = cached
         else:
             self.val_set = cached
+
+    def _views(self, sizes: dict[str, int], train: bool) -> CropViews:
+        return CropViews(sizes, train=train, scale=self.train_scale, hflip=self.hflip, crop_pct=self.eval_crop_pct,
+                         pad=self.train_pad, augment=self.train_augment)
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         sampler = EpochSampler(len(dataset), self.seed, shuffle)

@@ -6,7 +6,10 @@ from typing import Callable
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from timm.data import resolve_model_data_config
+from timm.data import Mixup, resolve_model_data_config
+from timm.data.random_erasing import RandomErasing
+from timm.loss import SoftTargetCrossEntropy
+from timm.utils import ModelEmaV3
 from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -18,13 +21,20 @@ class TeacherModule(pl.LightningModule):
     Args:
         model: a timm classifier whose `pretrained_cfg` gives its mean/std.
         optimizer: partial optimizer, called with the parameters.
-        scheduler: partial LR scheduler, called with the optimizer and `total_steps`; stepped each step.
-        label_smoothing: cross-entropy label smoothing.
+        scheduler: partial LR scheduler, called with the optimizer and `total_steps`; stepped each step
+            (e.g. `distill.optim.warmup_cosine`, or torch's `OneCycleLR` with its `max_lr`).
+        label_smoothing: cross-entropy label smoothing (with mixup: folded into its soft targets).
         channels_last: NHWC memory format (faster convolutions on CPU).
+        mixup: keyword arguments of `timm.data.Mixup` (mixup_alpha, cutmix_alpha, prob, switch_prob...);
+            None trains on the unmixed batch. Trained with soft-target cross-entropy.
+        erase_prob: timm's RandomErasing probability per image (per-pixel noise, after normalisation).
+        ema_decay: keep a `timm.utils.ModelEmaV3` of the weights with this decay; both are validated and
+            `best_model()` is whichever scored higher at the last validation. None: no EMA.
     """
 
     def __init__(self, model: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
-                 label_smoothing: float = 0.1, channels_last: bool = True):
+                 label_smoothing: float = 0.1, channels_last: bool = True, mixup: dict | None = None,
+                 erase_prob: float = 0.0, ema_decay: float | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
         self.model = model.requires_grad_(True)
@@ -33,28 +43,68 @@ class TeacherModule(pl.LightningModule):
         cfg = resolve_model_data_config(model)
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        self.mixup = Mixup(**mixup, label_smoothing=label_smoothing, num_classes=model.num_classes) if mixup else None
+        self.erase = RandomErasing(erase_prob, mode="pixel", device="cpu") if erase_prob else None
         self.to(memory_format=self.memory_format)
+        self.ema = ModelEmaV3(self.model, decay=ema_decay).requires_grad_(False) if ema_decay else None
         self.val_top1 = MulticlassAccuracy(model.num_classes, top_k=1, average="micro")
+        self.val_top1_ema = MulticlassAccuracy(model.num_classes, top_k=1, average="micro")
         self.val_top1_best = MaxMetric()
+        self.ema_is_better = False
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().div_(255).sub_(self.mean).div_(self.std)
+        return x.contiguous(memory_format=self.memory_format)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float().div_(255).sub_(self.mean).div_(self.std)
-        return self.model(x.contiguous(memory_format=self.memory_format))
+        return self.model(self.normalize(images))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = F.cross_entropy(self(batch["teacher"]), batch["label"], label_smoothing=self.label_smoothing)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
+        x, y = self.normalize(batch["teacher"]), batch["label"]
+        if self.erase is not None:
+            self.erase.device = x.device
+            x = self.erase(x)
+        if self.mixup is not None and len(y) % 2 == 0:  # (timm's Mixup pairs the batch with its reverse)
+            x, soft = self.mixup(x, y)
+            loss = SoftTargetCrossEntropy()(self.model(x), soft)
+        else:
+            loss = F.cross_entropy(self.model(x), y, label_smoothing=self.label_smoothing)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(y))
         return loss
 
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.global_step)
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.val_top1.update(self(batch["teacher"]), batch["label"])
+        x = self.normalize(batch["teacher"])
+        self.val_top1.update(self.model(x), batch["label"])
+        if self.ema is not None:
+            self.val_top1_ema.update(self.ema(x), batch["label"])
 
     def on_validation_epoch_end(self) -> None:
         top1 = self.val_top1.compute()
         self.val_top1.reset()
+        metrics = {"val/top1_raw": top1}
+        if self.ema is not None:
+            metrics["val/top1_ema"] = self.val_top1_ema.compute()
+            self.val_top1_ema.reset()
+            self.ema_is_better = bool(metrics["val/top1_ema"] > top1)
+            top1 = torch.maximum(top1, metrics["val/top1_ema"])  # the score of the model `best_model` gives
         if not self.trainer.sanity_checking:
             self.val_top1_best.update(top1)
-            self.log_dict({"val/top1": top1, "val/top1_best": self.val_top1_best.compute()}, prog_bar=True)
+            self.log_dict({"val/top1": top1, "val/top1_best": self.val_top1_best.compute(), **metrics},
+                          prog_bar=True)
+
+    def best_model(self) -> nn.Module:
+        """The weights to keep: the EMA where it scored higher at the last validation, else the trained ones."""
+        return self.ema.module if self.ema is not None and self.ema_is_better else self.model
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["ema_is_better"] = self.ema_is_better
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.ema_is_better = checkpoint.get("ema_is_better", False)
 
     def configure_optimizers(self) -> dict:
         optimizer = self.optimizer_fn(self.model.parameters())

@@ -1,6 +1,6 @@
 """A recipe's teacher stage: train the teacher once with `train.py task=teacher`, then distil from its file.
 
-Configured as `teacher_stage` (see conf/experiment/cifar10_recipe.yaml): every job of a sweep calls it, the
+Configured as `teacher_stage` (conf/teacher_stage/recipe.yaml): every job of a sweep calls it, the
 first one trains, later ones (and later sweeps) find the file and go on. The stage is an ordinary run of
 the entry point in its own directory (the teacher file's folder), so its log, checkpoints and metrics
 are kept, and a stage killed half-way continues from its last checkpoint the next time.
@@ -21,8 +21,8 @@ class StageFailed(RuntimeError):
     """The teacher stage's run failed; its own output above says why (train.py reports it in one line)."""
 
 
-def ensure_teacher(checkpoint_path: str, overrides: Sequence[str], entry: str = "train") -> Path:
-    """Return `checkpoint_path`, first training it with `python -m {entry} task=teacher *overrides` if missing.
+def ensure_teacher(checkpoint_path: str, overrides: Sequence[str], extra: Sequence[str] = (), entry: str = "train") -> Path:
+    """Return `checkpoint_path`, first training it with `python -m {entry} task=teacher *overrides *extra` if missing.
 
     The file must be named teacher.safetensors: the stage writes it into its run directory."""
     path = Path(checkpoint_path).expanduser().resolve()
@@ -37,7 +37,7 @@ def ensure_teacher(checkpoint_path: str, overrides: Sequence[str], entry: str = 
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel jobs of a sweep: one trains, the others wait for its file
         if path.is_file():
             return path
-        command = [sys.executable, "-m", entry, "task=teacher", *overrides, f"hydra.run.dir={run_dir}"]
+        command = [sys.executable, "-m", entry, "task=teacher", *overrides, *extra, f"hydra.run.dir={run_dir}"]
         last = run_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
             command.append(f"resume={last}")
