@@ -37,7 +37,7 @@ class TeacherModule(pl.LightningModule):
                  erase_prob: float = 0.0, ema_decay: float | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
-        self.model = model.requires_grad_(True)
+        self.model = model.requires_grad_(True).train()  # (teachers arrive frozen in eval mode; Lightning keeps modes)
         self.optimizer_fn, self.scheduler_fn, self.label_smoothing = optimizer, scheduler, label_smoothing
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         cfg = resolve_model_data_config(model)

@@ -46,14 +46,29 @@ def _student_args(run: Path) -> dict:
     return dict(num_classes=meta["num_classes"], img_size=meta["img_size"], **meta["model_args"])
 
 
-def test_teacher_stays_frozen(make_cfg, tmp_path):
-    cfg = make_cfg("debug=fast")
-    train.train(cfg)
+def test_teacher_stays_frozen(make_cfg, monkeypatch):
+    """After a real run, the module's teacher holds exactly the weights and buffers it started with, and
+    still computes what its file does (its BatchNorms folded into the convolutions, up to rounding)."""
+    import lightning.pytorch as pl
+
     from teachers import create_teacher
 
+    cfg = make_cfg("debug=fast")
+    seen, fit = [], pl.Trainer.fit
+
+    def spy(trainer, module, **kw):
+        seen.append((module, {k: v.clone() for k, v in module.teacher.state_dict().items()}))
+        return fit(trainer, module, **kw)
+
+    monkeypatch.setattr(pl.Trainer, "fit", spy)
+    train.train(cfg)
+    (module, before), = seen
+    after = module.teacher.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     teacher = create_teacher("test_resnet", checkpoint_path=cfg.teacher.checkpoint_path)
-    after = load_file(str(cfg.teacher.checkpoint_path))
-    assert all(torch.equal(teacher.state_dict()[k], v) for k, v in after.items())
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(module.teacher.cpu()(x), teacher(x), atol=1e-4, rtol=1e-4)
 
     # In the module: eval mode survives .train(), and the optimizer sees student parameters only.
     module = DistillModule(teacher, students.create_student(3, alpha=0.25, img_size=16), torch.optim.SGD)
