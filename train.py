@@ -29,6 +29,7 @@ from distill.cache import cache_soft_targets
 from distill.callbacks import RunReport, Throughput
 from distill.disk import write_json
 from distill.folders import class_folders, skipped_counts
+from distill.console import quiet
 from distill.resume import find_checkpoint
 from distill.runtime import fast_cpu_defaults
 from teachers import describe, for_classes, save_teacher
@@ -144,6 +145,8 @@ def train_teacher(cfg: DictConfig, checkpoint: str | None) -> dict:
         trainer = build_trainer(cfg)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+    if datamodule.val_set is not None and module.validated_at != trainer.global_step:
+        trainer.validate(module, datamodule=datamodule, verbose=False)  # score the weights being saved
 
     top1 = trainer.callback_metrics.get("val/top1")
     path = save_teacher(module.best_model().cpu(), output_dir / "teacher.safetensors", cfg.teacher.name,
@@ -174,6 +177,7 @@ def result_table(summary: dict) -> str:
 def train(cfg: DictConfig) -> dict:
     """Everything a run does, given a composed config (tests call this directly)."""
     fast_cpu_defaults()  # denormals flushed to zero, freed activation memory kept for the next step
+    quiet()  # Lightning's tips and the warnings expected here, by name
     pl.seed_everything(cfg.seed, workers=True)
     try:
         with user_errors():

@@ -68,6 +68,9 @@ class RunReport(pl.Callback):
         if metrics:
             self.rows.append({"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics})
             self._write_csv()
+            if trainer.is_global_zero:
+                log.info("epoch %d, step %d: %s", trainer.current_epoch, trainer.global_step, "  ".join(
+                    f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
 
     @rank_zero_only
     def _write_csv(self) -> None:

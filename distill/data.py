@@ -40,7 +40,7 @@ class CropViews:
         crop_pct: the centred crop's side as a fraction of the short side (evaluation).
         pad: instead of a random-resized crop, the whole image shifted by up to `pad` pixels each way, the
             uncovered border zero (the pad-and-crop policy small images such as CIFAR's want).
-        augment: a timm RandAugment string (e.g. "rand-m9-mstd0.5-inc1") applied to the crop before it is
+        augment: a timm RandAugment string (e.g. "rand-m9-mstd0.5") applied to the crop before it is
             resized, so every view sees the same operations.
     """
 
@@ -49,7 +49,13 @@ class CropViews:
                  pad: int = 0, augment: str | None = None):
         self.sizes, self.train, self.scale, self.ratio = sizes, train, tuple(scale), tuple(ratio)
         self.hflip, self.crop_pct, self.pad, self.augment = hflip, crop_pct, pad, augment
-        self._augment = rand_augment_transform(augment, {}) if augment and train else None
+        self._augment = None
+        if augment and train:
+            try:
+                self._augment = rand_augment_transform(augment, {})
+            except (AssertionError, ValueError, KeyError) as err:
+                raise ValueError(f"data.train_augment={augment!r} is not a timm RandAugment string "
+                                 f"(e.g. rand-m9-mstd0.5): {err}") from err
 
     def policy(self) -> dict:
         """Everything that decides the crops besides (seed, view, image): the key of caches built from them."""
@@ -290,7 +296,8 @@ class DistillDataModule(pl.LightningDataModule):
         # Built (and checked) at construction so a bad folder fails before any model work starts.
         train_views = self._views(self.image_sizes, train=True)
         if self.train_dir:
-            files, labels, _ = labeled_files(self.train_dir, self.class_names, "data.train_dir", self.num_classes)
+            files, labels, _ = labeled_files(self.train_dir, self.class_names, "data.train_dir", self.num_classes,
+                                             self.skipped_log)
             files, labels = label_subset(files, labels, self.label_fraction)
             source = self.train_dir
         elif self.unlabeled_dir:
@@ -307,7 +314,8 @@ class DistillDataModule(pl.LightningDataModule):
         train_set = self._with_decoded(ImageFiles(files, labels, train_views, self.skipped_log))
         val_set = None
         if self.val_dir:
-            files, labels, _ = labeled_files(self.val_dir, self.class_names, "data.val_dir", self.num_classes)
+            files, labels, _ = labeled_files(self.val_dir, self.class_names, "data.val_dir", self.num_classes,
+                                             self.skipped_log)
             if not files:
                 raise ValueError(f"no usable images under data.val_dir={self.val_dir}")
             val_set = self._with_decoded(ImageFiles(

@@ -108,11 +108,12 @@ def class_folders(root: str | Path, key: str = "data.train_dir") -> list[str]:
 
 
 def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str,
-                  num_classes: int | None = None) -> tuple[list[Path], list[int], list[str]]:
+                  num_classes: int | None = None, skipped_log: Path | None = None
+                  ) -> tuple[list[Path], list[int], list[str]]:
     """An ImageFolder-layout tree -> files, label indices in the teacher's class order, folder names.
 
     With `class_names` (the teacher's), each folder name must be one of them; without, folders map to
-    outputs in sorted order."""
+    outputs in sorted order. Unusable files are left out, logged, and listed in `skipped_log`."""
     root = Path(root)
     folders = class_folders(root, key)
     if class_names is not None:
@@ -132,6 +133,9 @@ def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str,
         scan = scan_images(root / folder)
         files += scan.files
         labels += [index[folder]] * len(scan.files)
+        for reason, paths in scan.skipped.items():
+            log.warning("%s: skipped %d files (%s), e.g. %s", key, len(paths), reason, ", ".join(paths[:3]))
+            record_skipped(skipped_log, reason, paths)
     return files, labels, folders
 
 

@@ -6,6 +6,7 @@ num_classes, input size, mean/std, class names) and/or `classes.txt` (one class 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,6 +40,8 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"teacher.checkpoint_path={path} holds no state dict of tensors")
+    if any(k.startswith("ema.module.") for k in state):  # TeacherModule with an EMA: the trained net is `model.`
+        state = {k: v for k, v in state.items() if k.startswith("model.")}
     for prefix in _PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
@@ -152,7 +155,7 @@ def save_teacher(model: nn.Module, path: str | Path, name: str, val_top1: float 
     meta = dict(name=name, num_classes=model.num_classes, img_size=cfg["input_size"][-1], mean=list(cfg["mean"]),
                 std=list(cfg["std"]), label_names=label_names or None, val_top1=val_top1)
     def atomic(target: Path, write) -> None:  # temp file + rename: a crash never leaves half a file
-        tmp = target.with_name(f".{target.name}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         write(tmp)
         tmp.replace(target)
 

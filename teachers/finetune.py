@@ -51,6 +51,7 @@ class TeacherModule(pl.LightningModule):
         self.val_top1_ema = MulticlassAccuracy(model.num_classes, top_k=1, average="micro")
         self.val_top1_best = MaxMetric()
         self.ema_is_better = False
+        self.validated_at: int | None = None  # the step of the last validation: the saved file's score is from there
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float().div_(255).sub_(self.mean).div_(self.std)
@@ -92,6 +93,7 @@ class TeacherModule(pl.LightningModule):
             self.ema_is_better = bool(metrics["val/top1_ema"] > top1)
             top1 = torch.maximum(top1, metrics["val/top1_ema"])  # the score of the model `best_model` gives
         if not self.trainer.sanity_checking:
+            self.validated_at = self.global_step
             self.val_top1_best.update(top1)
             self.log_dict({"val/top1": top1, "val/top1_best": self.val_top1_best.compute(), **metrics},
                           prog_bar=True)

@@ -88,10 +88,17 @@ def test_randaugment_is_a_function_of_the_seed():
     ramp = torch.arange(32) * 7
     img = torch.stack([ramp[None, :] + 0 * ramp[:, None], ramp[:, None] + 0 * ramp[None, :],
                        (ramp[None, :] + ramp[:, None]) // 2]).to(torch.uint8)  # smooth: resizing is near-exact
-    views = CropViews({"teacher": 32, "student": 16}, train=True, pad=4, augment="rand-m9-mstd0.5-inc1")
+    views = CropViews({"teacher": 32, "student": 16}, train=True, pad=4, augment="rand-m9-mstd0.5")
     state = random.getstate()
     a, b = views(img, random.Random(7)), views(img, random.Random(7))
     assert torch.equal(a["teacher"], b["teacher"]) and random.getstate() == state  # global RNG untouched
     assert any(not torch.equal(views(img, random.Random(s))["teacher"], a["teacher"]) for s in range(3))
     down = torch.nn.functional.avg_pool2d(a["teacher"].float()[None], 2)[0]
     assert (down - a["student"].float()).abs().mean() < 8  # both views went through the same operations
+
+
+def test_bad_randaugment_string_is_one_line_error():
+    from distill.data import CropViews
+
+    with pytest.raises(ValueError, match="data.train_augment='rand-x9'"):
+        CropViews({"teacher": 8}, train=True, augment="rand-x9")

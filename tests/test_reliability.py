@@ -155,3 +155,18 @@ def test_ddp_two_processes_match_one(cli_args, tmp_path):
     assert two["val/kl"] == pytest.approx(one["val/kl"], abs=0.02)
     assert len(list((tmp_path / "ddp").glob("student*.safetensors"))) == 1
     assert (tmp_path / "ddp" / "metrics.csv").read_text().count("\n") == 3  # rank 0 alone wrote 2 rows
+
+
+def test_bad_files_in_the_validation_folder_are_reported_and_left_out(folders, tmp_path):
+    import shutil
+
+    val = tmp_path / "val"
+    shutil.copytree(folders["val"], val)
+    (val / "ant" / "empty.jpg").write_bytes(b"")
+    (val / "bee" / "page.png").write_text("<html>404</html>")
+    log = tmp_path / "skipped.tsv"
+    dm = DistillDataModule({"teacher": 16}, unlabeled_dir=str(folders["train"]), val_dir=str(val),
+                           class_names=["ant", "bee", "cat"], num_workers=0, skipped_log=str(log))
+    from distill.folders import skipped_counts
+
+    assert len(dm.val_set) == 12 and skipped_counts(log) == {"empty_file": 1, "not_an_image": 1}
