@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import logging
 import os
@@ -188,6 +189,11 @@ def train(cfg: DictConfig) -> dict:
             checkpoint, lock = resume_checkpoint(cfg)
         with lock:
             return (train_teacher if cfg.task == "teacher" else distill)(cfg, checkpoint)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise UserError(f"disk full while writing {err.filename or 'a file'}: files are written to a temporary "
+                        f"name first, so no finished file was replaced; free space and rerun with resume=auto") from err
     finally:
         # A multirun runs its jobs one after another in this process. The trainer, module and data refer
         # to each other, so without a collection each job's teacher, student and open cache files

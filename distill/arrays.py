@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .disk import cache_path, write_json
+from .disk import cache_path, npy_damage, write_json
 from .folders import load_rgb
 
 if TYPE_CHECKING:
@@ -68,7 +68,10 @@ def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9) -
     path = cache_path(root, "decoded", files, suffix=".npy")
     bad_file, sizes_file = path.with_suffix(".bad.json"), path.with_suffix(".sizes.json")
     if path.exists():
-        return str(path), json.loads(bad_file.read_text()) if bad_file.exists() else []
+        if (why := npy_damage(path, dtype=np.uint8, rows=len(files))) is None:
+            return str(path), json.loads(bad_file.read_text()) if bad_file.exists() else []
+        log.warning("decoded-image cache %s is damaged (%s): decoding again", path, why)
+        path.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
     if not sizes_file.exists():  # headers only: ~50 us an image
         sizes = Counter(filter(None, map(_header_size, files)))
@@ -139,7 +142,10 @@ def render_views(dataset: ImageFiles, views: int, seed: int, root: Path, batch_s
     policy = json.dumps({**t.policy(), "seed": seed, "views": views, "bad": sorted(dataset.bad)}, sort_keys=True)
     path = cache_path(root, "views", dataset.files, hashlib.sha256(policy.encode()), suffix=".npy")
     if path.exists():
-        return str(path)
+        if (why := npy_damage(path, (views, len(dataset), size, size, 3), np.uint8)) is None:
+            return str(path)
+        log.warning("rendered views %s are damaged (%s): rendering again", path, why)
+        path.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
     header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(views, len(dataset), size, size, 3))

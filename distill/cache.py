@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .disk import cache_path, write_json
+from .disk import cache_path, npy_damage, write_json
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 16  # batches between flushes of logits + progress to disk
@@ -78,9 +79,14 @@ def build_soft_targets(teacher: nn.Module, dataset, views: int, root: str | Path
     folder = cache_path(root, name, dataset.files, fingerprint(teacher, policy, views))
     report = {"path": str(folder / "logits.npy"), "views": views, "key": folder.name, "hit": True,
               "teacher_images": 0, "build_s": 0.0}
-    if not (folder / "complete.json").exists():
+    shape = (views, len(dataset), teacher.num_classes)
+    if _damage(folder, shape) is not None:
         with _locked(folder / ".lock"):
-            if not (folder / "complete.json").exists():  # another process may have finished it meanwhile
+            if (why := _damage(folder, shape)) is not None:  # another process may have finished it meanwhile
+                if (folder / "complete.json").exists():
+                    log.warning("soft-target cache %s is damaged (%s): rebuilding it", folder, why)
+                    for part in ("complete.json", "logits.npy", "done.npy"):
+                        (folder / part).unlink(missing_ok=True)
                 report.update(_fill(teacher, dataset, views, folder, seed, policy, normalize, batch_size,
                                     num_workers, bf16), hit=False)
     report["bytes"] = sum(f.stat().st_size for f in folder.glob("*.npy"))
@@ -89,10 +95,39 @@ def build_soft_targets(teacher: nn.Module, dataset, views: int, root: str | Path
     return report
 
 
+@contextmanager
+def _sigterm_exits():
+    """SIGTERM (a scheduler's stop) ends the build like Ctrl-C: rows done are flushed, the next run resumes."""
+    def stop(signum, frame):
+        log.warning("soft-target cache: stopped by SIGTERM; the rows done are kept, rerun to continue")
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _damage(folder: Path, shape: tuple[int, int, int]) -> str | None:
+    """None when the cache is complete and whole; else why not (unfinished, or damaged: see `npy_damage`)."""
+    if not (folder / "complete.json").exists():
+        return "unfinished"
+    why = npy_damage(folder / "logits.npy", shape, np.float16) or npy_damage(folder / "done.npy", shape[:2], np.uint8)
+    if why is None and not np.load(folder / "done.npy", mmap_mode="r").all():
+        why = "rows missing"
+    return why
+
+
 def _fill(teacher, dataset, views, folder, seed, policy, normalize, batch_size, num_workers, bf16) -> dict:
     n, classes = len(dataset), teacher.num_classes
     start = time.perf_counter()
-    if not (folder / "logits.npy").exists():
+    if npy_damage(folder / "logits.npy", (views, n, classes), np.float16) or \
+            npy_damage(folder / "done.npy", (views, n), np.uint8):  # new, or cut short while being created
         (folder / "meta.json").write_text(json.dumps({"policy": policy, "views": views, "images": n,
                                                       "classes": classes}, indent=2))
         np.lib.format.open_memmap(folder / "done.npy", mode="w+", dtype=np.uint8, shape=(views, n)).flush()
@@ -106,17 +141,20 @@ def _fill(teacher, dataset, views, folder, seed, policy, normalize, batch_size, 
     loader = DataLoader(dataset, batch_size=batch_size, sampler=_Pending(pending, seed), num_workers=num_workers)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     teacher.eval()
-    for b, batch in enumerate(tqdm(loader, desc="teacher soft targets", unit="batch")):
-        with autocast:
-            out = teacher(normalize(batch["teacher"])).float()  # B,C
-        k, i = batch["view"].numpy(), batch["index"].numpy()
-        logits[k, i] = out.numpy().astype(np.float16)
-        done[k, i] = 1
-        if b % FLUSH_EVERY == FLUSH_EVERY - 1:
-            logits.flush()  # logits before progress: a row marked done is always on disk
-            done.flush()
-    logits.flush()
-    done.flush()
+    try:
+        with _sigterm_exits():
+            for b, batch in enumerate(tqdm(loader, desc="teacher soft targets", unit="batch")):
+                with autocast:
+                    out = teacher(normalize(batch["teacher"])).float()  # B,C
+                k, i = batch["view"].numpy(), batch["index"].numpy()
+                logits[k, i] = out.numpy().astype(np.float16)
+                done[k, i] = 1
+                if b % FLUSH_EVERY == FLUSH_EVERY - 1:
+                    logits.flush()  # logits before progress: a row marked done is always on disk
+                    done.flush()
+    finally:  # stopped or not, the rows done so far are kept for the next run
+        logits.flush()
+        done.flush()
     elapsed = time.perf_counter() - start
     write_json(folder / "complete.json", {"teacher_images": len(pending), "build_s": elapsed})
     return {"teacher_images": len(pending), "build_s": round(elapsed, 2)}

@@ -1,5 +1,5 @@
-"""On-disk caches: names versioned by the files they were made from, removal of outdated versions, and
-atomic JSON writes."""
+"""On-disk caches: names versioned by the files they were made from, removal of outdated versions, a
+check that an array on disk is whole, and atomic JSON writes."""
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +9,8 @@ import os
 import shutil
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +49,22 @@ def cache_path(root: str | Path, kind: str, files: Sequence[Path], digest=None, 
                 else:
                     stale.unlink(missing_ok=True)
     return path
+
+
+def npy_damage(path: Path, shape: Sequence[int] | None = None, dtype=None, rows: int | None = None) -> str | None:
+    """Why the .npy array at `path` cannot be read as a finished cache (None: it is whole): an unreadable
+    header, a shape, dtype or row count other than expected, or a file size that disagrees with its header
+    (cut short by a full disk or a crash, or grown). A damaged cache is rebuilt, never read as garbage."""
+    try:
+        array = np.load(path, mmap_mode="r")  # (a file shorter than its header says fails to map)
+    except (OSError, ValueError, EOFError) as err:
+        return f"unreadable: {err}"
+    if shape is not None and tuple(array.shape) != tuple(shape):
+        return f"shape {tuple(array.shape)}, expected {tuple(shape)}"
+    if rows is not None and array.shape[0] != rows:
+        return f"{array.shape[0]} rows, expected {rows}"
+    if dtype is not None and array.dtype != np.dtype(dtype):
+        return f"dtype {array.dtype}, expected {np.dtype(dtype)}"
+    if os.path.getsize(path) != array.offset + array.nbytes:
+        return f"{os.path.getsize(path)} bytes, expected {array.offset + array.nbytes}"
+    return None

@@ -21,7 +21,8 @@ class StageFailed(RuntimeError):
     """The teacher stage's run failed; its own output above says why (train.py reports it in one line)."""
 
 
-def ensure_teacher(checkpoint_path: str, overrides: Sequence[str], extra: Sequence[str] = (), entry: str = "train") -> Path:
+def ensure_teacher(checkpoint_path: str, overrides: Sequence[str], extra: Sequence[str] = (),
+                   entry: str = "train") -> Path:
     """Return `checkpoint_path`, first training it with `python -m {entry} task=teacher *overrides *extra` if missing.
 
     The file must be named teacher.safetensors: the stage writes it into its run directory."""

@@ -89,6 +89,77 @@ def test_killed_build_resumes_without_recomputing(setup, tmp_path, monkeypatch):
     np.testing.assert_array_equal(np.load(resumed["path"]), np.load(clean["path"]))
 
 
+def test_sigterm_during_the_build_exits_and_the_next_run_resumes(setup, tmp_path, monkeypatch):
+    import signal
+
+    teacher, dm, module = setup
+    dataset, policy = dm.teacher_set("train")
+    norm = lambda x: module.normalize(x, "teacher")  # noqa: E731
+    calls, forward = {"n": 0}, teacher.forward
+
+    def terminated_on_third_batch(x):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return forward(x)
+
+    monkeypatch.setattr(teacher, "forward", terminated_on_third_batch)
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        build_soft_targets(teacher, dataset, 2, tmp_path, 0, policy, norm, batch_size=8, num_workers=0)
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is handler  # the build's own handler is gone
+    monkeypatch.setattr(teacher, "forward", forward)
+    resumed = build_soft_targets(teacher, dataset, 2, tmp_path, 0, policy, norm, batch_size=8, num_workers=0)
+    assert resumed["teacher_images"] == 2 * len(dataset) - 2 * 8  # the two batches before the signal are kept
+
+
+@pytest.mark.parametrize("damage", ["truncated", "grown", "wrong_shape", "rows_missing"])
+def test_damaged_cache_is_rebuilt_not_read(setup, tmp_path, damage):
+    """complete.json present, but logits.npy cut short (a full disk), grown, of another shape, or rows not
+    marked done: the cache is checked against its recorded shape and size and rebuilt."""
+    teacher, dm, module = setup
+    dataset, policy = dm.teacher_set("train")
+    norm = lambda x: module.normalize(x, "teacher")  # noqa: E731
+    build = lambda: build_soft_targets(teacher, dataset, 2, tmp_path, 0, policy, norm, batch_size=8,  # noqa: E731
+                                       num_workers=0)
+    clean = build()
+    expected = np.load(clean["path"]).copy()
+    logits = tmp_path / clean["key"] / "logits.npy"
+    if damage == "truncated":
+        os.truncate(logits, logits.stat().st_size - 7)
+    elif damage == "grown":
+        with logits.open("ab") as f:
+            f.write(b"\0" * 64)
+    elif damage == "wrong_shape":
+        np.save(logits, np.zeros((2, len(dataset), 5), np.float16))
+    else:
+        done = np.load(tmp_path / clean["key"] / "done.npy", mmap_mode="r+")
+        done[1, 3] = 0
+        done.flush()
+    rebuilt = build()
+    assert not rebuilt["hit"] and rebuilt["teacher_images"] == 2 * len(dataset)
+    np.testing.assert_array_equal(np.load(rebuilt["path"]), expected)
+    assert build()["hit"]
+
+
+def test_damaged_decoded_cache_is_decoded_again(tmp_path):
+    from PIL import Image
+
+    from distill.arrays import decode_to_cache
+
+    files = []
+    for i in range(3):  # equal-size images: the decoded cache applies
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((6, 5, 3), 40 * i, np.uint8)).save(files[-1])
+    path, _ = decode_to_cache(files, tmp_path / "cache")
+    whole = np.load(path).copy()
+    assert whole.shape == (3, 6, 5, 3)
+    os.truncate(path, os.path.getsize(path) - 5)
+    again, _ = decode_to_cache(files, tmp_path / "cache")
+    assert again == path and np.array_equal(np.load(again), whole)
+
+
 def test_cached_mode_end_to_end(make_cfg, tmp_path):
     summary = train.train(make_cfg("distill.teacher_mode=cached", "distill.cache_views=2"))
     assert summary["soft_target_cache"]["train"]["views"] == 2

@@ -52,7 +52,8 @@ def test_mixup_trains_on_mixed_soft_targets(folders, monkeypatch):
     from timm.loss import SoftTargetCrossEntropy
 
     forward = SoftTargetCrossEntropy.forward
-    monkeypatch.setattr(SoftTargetCrossEntropy, "forward", lambda self, x, target: seen.append(target) or forward(self, x, target))
+    monkeypatch.setattr(SoftTargetCrossEntropy, "forward",
+                        lambda self, x, target: seen.append(target) or forward(self, x, target))
     fit(folders, steps=2, mixup={"mixup_alpha": 1.0, "cutmix_alpha": 0.0, "prob": 1.0}, erase_prob=0.5)
     assert len(seen) == 2
     for target in seen:

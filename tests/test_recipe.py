@@ -56,14 +56,15 @@ def test_label_only_without_labels_is_a_user_error(make_cfg):
         train.train(make_cfg("distill.soft_weight=0"))
 
 
+@pytest.mark.slow
 def test_recipe_trains_its_teacher_once_then_distils(folders, tmp_path):
     """experiment=cifar10_recipe on the tiny folders: the first job runs the teacher stage (task=teacher on
     half the labels), distils from the file it wrote; the label-only twin reuses that teacher."""
     cache = tmp_path / "cache"
     common = ["experiment=cifar10_recipe", f"data.unlabeled_dir={folders['train']}", f"data.val_dir={folders['val']}",
-              f"paths.cache_dir={cache}", "teacher.name=test_resnet", "teacher_stage.extra=['trainer.max_steps=3']", "student.alpha=0.25",
-              "student.img_size=16", "data.label_fraction=0.5", "data.batch_size=8", "data.num_workers=0",
-              "trainer.max_epochs=1", "distill.cache_views=1", "callbacks.run_report.latency=false"]
+              f"paths.cache_dir={cache}", "teacher.name=test_resnet", "teacher_stage.extra=['trainer.max_steps=3']",
+              "student.alpha=0.25", "student.img_size=16", "data.label_fraction=0.5", "data.batch_size=8",
+              "data.num_workers=0", "trainer.max_epochs=1", "distill.cache_views=1", "callbacks.run_report.latency=false"]
     first = _cli([*common, f"hydra.run.dir={tmp_path / 'distilled'}"])
     assert first.returncode == 0, first.stderr[-3000:]
     teacher_file = cache / "recipes/cifar10/cifar10_teacher-test_resnet-labels0.5/teacher.safetensors"

@@ -106,6 +106,7 @@ def _cli(args: list[str], **kw) -> subprocess.CompletedProcess:
                           timeout=300, env=env, **kw)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_matches_uninterrupted_run(cli_args, tmp_path):
     """36 images / batch 8 = 4 steps an epoch. Die at step 6 (mid epoch 2), then resume=auto continues
     from the end-of-epoch-1 checkpoint in the same run directory. Tolerance: 1e-4 on every final metric."""
@@ -127,6 +128,7 @@ def test_resume_after_kill_9_matches_uninterrupted_run(cli_args, tmp_path):
         assert got[key] == pytest.approx(value, abs=1e-4), key
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_resumable_checkpoint(cli_args, tmp_path):
     term = ["+callbacks.term._target_=tests.helpers.CrashOnce", "+callbacks.term.at_step=5", "+callbacks.term.sig=SIGTERM",
             f"+callbacks.term.marker={tmp_path / 'termed'}"]
@@ -138,6 +140,7 @@ def test_sigterm_saves_a_resumable_checkpoint(cli_args, tmp_path):
     assert json.loads((tmp_path / "runs" / "a" / "summary.json").read_text())["final"]["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one(cli_args, tmp_path):
     """Lightning DDP on CPU (gloo), 2 processes x batch 4 against 1 process x batch 8: the same samples in
     every step (EpochSampler shards one shared order), so only BatchNorm's per-process statistics differ.
@@ -170,3 +173,27 @@ def test_bad_files_in_the_validation_folder_are_reported_and_left_out(folders, t
     from distill.folders import skipped_counts
 
     assert len(dm.val_set) == 12 and skipped_counts(log) == {"empty_file": 1, "not_an_image": 1}
+
+
+def test_disk_full_is_one_line_error_and_the_next_run_recovers(make_cfg, tmp_path, monkeypatch):
+    """The disk fills up as the student file is written: a one-line error, the checkpoint of the last
+    epoch intact, the half-written file gone, and `resume=auto` finishes the run."""
+    import errno
+
+    import students.factory
+
+    save_file = students.factory.save_file
+
+    def full(state, path, **kw):
+        Path(path).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(students.factory, "save_file", full)
+    with pytest.raises(train.UserError, match="disk full while writing .*student.safetensors"):
+        train.train(make_cfg("trainer.max_epochs=2", "trainer.limit_train_batches=2"))
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "summary.json").exists()
+    assert not list(run.glob("*.safetensors*")) and not list(run.glob(".student*"))
+    monkeypatch.setattr(students.factory, "save_file", save_file)
+    summary = train.train(make_cfg("trainer.max_epochs=2", "trainer.limit_train_batches=2", "resume=auto"))
+    assert summary["final"]["epoch"] == 1 and (run / "student.safetensors").is_file()

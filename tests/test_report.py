@@ -68,6 +68,7 @@ def test_report_compares_distilled_students_with_label_only_twins(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_multirun_grid_end_to_end(cli_args, tmp_path):
     """A 2 x 2 alpha x resolution grid through Hydra's multirun: one report row per run, numbers as in
     each run's summary.json."""
