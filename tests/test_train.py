@@ -205,3 +205,16 @@ def test_a_finished_job_frees_its_models_and_data(make_cfg, tmp_path):
         assert alive() == before
     finally:
         gc.enable()
+
+
+def test_teacher_file_is_scored_on_its_own_weights(make_cfg, tmp_path, folders):
+    """Validation every 2 epochs, training for 3: the last validation would predate the saved weights, so
+    the teacher task validates once more and records that score in the file's sidecar."""
+    cfg = make_cfg("task=teacher", f"data.train_dir={folders['train']}", f"data.val_dir={folders['val']}",
+                   "teacher.checkpoint_path=null", "teacher.img_size=16", "trainer.max_epochs=3",
+                   "trainer.check_val_every_n_epoch=2", output_dir=tmp_path / "teacher_run")
+    result = train.train(cfg)
+    rows = (tmp_path / "teacher_run" / "metrics.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[1]) for r in rows] == [4, 6]  # steps: after epoch 2, then the final weights
+    sidecar = json.loads(Path(result["teacher_file"]).with_suffix(".json").read_text())
+    assert sidecar["val_top1"] == pytest.approx(result["val/top1"]) and result["val/top1"] is not None
