@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import IO
 
 import hydra
 import lightning.pytorch as pl
@@ -70,7 +71,7 @@ def user_errors():
         raise UserError(str(err)) from err
 
 
-def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, object]:
+def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, IO]:
     """The checkpoint to continue from (distill.resume); a continued run's directory becomes this run's
     output directory, so checkpoints, metrics, the W&B run id and the student file all continue there.
     Returns it with the directory's lock, held until the run ends."""

@@ -43,7 +43,6 @@ class RunReport(pl.Callback):
         self.output_dir, self.cost_fn, self.monitor, self.latency = Path(output_dir), cost_fn, monitor, latency
         self.rows: list[dict] = []
         self.cost: dict = {}
-        self.extra: dict = {}
 
     def state_dict(self) -> dict:
         return {"rows": self.rows, "cost": self.cost}
@@ -87,7 +86,7 @@ class RunReport(pl.Callback):
         scored = [r for r in self.rows if r.get(self.monitor) is not None]
         best = max(scored, key=lambda r: r[self.monitor]) if scored else None
         return {"final": self.rows[-1] if self.rows else None, "best": best, "monitor": self.monitor,
-                "cost": self.cost, **self.extra}
+                "cost": self.cost}
 
 
 class FaultCheckpoint(pl.Callback):

@@ -2,6 +2,7 @@
 a blanket filter, so any other warning still shows)."""
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 
@@ -21,6 +22,7 @@ class _NoTips(logging.Filter):
         return not str(record.msg).startswith("💡 Tip")
 
 
+@functools.cache
 def quiet() -> None:
     for pattern in EXPECTED_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)

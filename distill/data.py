@@ -23,7 +23,8 @@ from timm.data.auto_augment import rand_augment_transform
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .arrays import NpyRows, decode_to_cache, render_views
-from .folders import existing_dir, label_subset, labeled_files, load_rgb, record_skipped, scan_images
+from .folders import (existing_dir, label_subset, labeled_files, load_rgb, record_skipped, report_skipped,
+                      scan_images)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ class CropViews:
         hflip: random horizontal flips in training.
         crop_pct: the centred crop's side as a fraction of the short side (evaluation).
         pad: instead of a random-resized crop, the whole image shifted by up to `pad` pixels each way, the
-            uncovered border zero (the pad-and-crop policy small images such as CIFAR's want).
+            uncovered border zero (the pad-and-crop policy small images such as CIFAR's want: torchvision's
+            crop zero-fills a box that leaves the image).
         augment: a timm RandAugment string (e.g. "rand-m9-mstd0.5") applied to the crop before it is
             resized, so every view sees the same operations.
     """
@@ -85,11 +87,9 @@ class CropViews:
         pixels = img if isinstance(img, torch.Tensor) else TF.pil_to_tensor(img)  # 3,H,W uint8
         top, left, h, w = self.box(pixels.shape[-1], pixels.shape[-2], rng)
         flip = self.train and self.hflip and rng.random() < 0.5
-        if self.pad or self._augment:  # crop at the source's resolution first, then augment, then resize
-            pixels = TF.crop(pixels, top, left, h, w)  # (zero-filled where the box leaves the image)
-            top, left = 0, 0
-            if self._augment:
-                pixels = TF.pil_to_tensor(seeded(self._augment, TF.to_pil_image(pixels), rng))
+        if self._augment:  # crop at the source's resolution, augment it once, then resize it per view
+            pixels = TF.crop(pixels, top, left, h, w)
+            pixels, top, left = TF.pil_to_tensor(seeded(self._augment, TF.to_pil_image(pixels), rng)), 0, 0
         views, by_size = {}, {}
         for name, size in self.sizes.items():
             if size not in by_size:
@@ -303,9 +303,7 @@ class DistillDataModule(pl.LightningDataModule):
         elif self.unlabeled_dir:
             scan = scan_images(existing_dir(self.unlabeled_dir, "data.unlabeled_dir"))
             log.info("unlabeled %s", scan.summary())
-            for reason, paths in scan.skipped.items():
-                log.warning("skipped %d files (%s), e.g. %s", len(paths), reason, ", ".join(paths[:3]))
-                record_skipped(self.skipped_log, reason, paths)
+            report_skipped(scan.skipped, "data.unlabeled_dir", self.skipped_log)
             files, labels, source = scan.files, None, self.unlabeled_dir
         else:
             raise ValueError("no training images: set data.unlabeled_dir (or data.train_dir for labeled images)")

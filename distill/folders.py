@@ -88,6 +88,13 @@ def record_skipped(log_file: Path | None, reason: str, paths: Sequence[str]) -> 
         f.write("".join(f"{reason}\t{p}\n" for p in paths))
 
 
+def report_skipped(skipped: dict[str, list[str]], key: str, log_file: Path | None) -> None:
+    """Log each reason once (with a few examples) and list every skipped file in `log_file`."""
+    for reason, paths in skipped.items():
+        log.warning("%s: skipped %d files (%s), e.g. %s", key, len(paths), reason, ", ".join(paths[:3]))
+        record_skipped(log_file, reason, paths)
+
+
 def skipped_counts(log_file: Path | None) -> dict[str, int]:
     """Skipped files by reason, from the run's skipped_files.tsv."""
     counts: dict[str, int] = defaultdict(int)
@@ -128,14 +135,14 @@ def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str,
                              f"outputs; give the teacher a class list (classes.txt beside its checkpoint)")
         log.warning("the teacher has no class names: %s's folders map to its outputs in sorted order", key)
         index = {name: i for i, name in enumerate(folders)}
-    files, labels = [], []
+    files, labels, skipped = [], [], defaultdict(list)
     for folder in folders:
         scan = scan_images(root / folder)
         files += scan.files
         labels += [index[folder]] * len(scan.files)
         for reason, paths in scan.skipped.items():
-            log.warning("%s: skipped %d files (%s), e.g. %s", key, len(paths), reason, ", ".join(paths[:3]))
-            record_skipped(skipped_log, reason, paths)
+            skipped[reason] += paths
+    report_skipped(skipped, key, skipped_log)
     return files, labels, folders
 
 

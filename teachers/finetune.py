@@ -44,7 +44,7 @@ class TeacherModule(pl.LightningModule):
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
         self.mixup = Mixup(**mixup, label_smoothing=label_smoothing, num_classes=model.num_classes) if mixup else None
-        self.erase = RandomErasing(erase_prob, mode="pixel", device="cpu") if erase_prob else None
+        self.erase_prob, self.erase = erase_prob, None  # (RandomErasing draws its noise on the fit's device)
         self.to(memory_format=self.memory_format)
         self.ema = ModelEmaV3(self.model, decay=ema_decay).requires_grad_(False) if ema_decay else None
         self.val_top1 = MulticlassAccuracy(model.num_classes, top_k=1, average="micro")
@@ -63,7 +63,6 @@ class TeacherModule(pl.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         x, y = self.normalize(batch["teacher"]), batch["label"]
         if self.erase is not None:
-            self.erase.device = x.device
             x = self.erase(x)
         if self.mixup is not None and len(y) % 2 == 0:  # (timm's Mixup pairs the batch with its reverse)
             x, soft = self.mixup(x, y)
@@ -72,6 +71,10 @@ class TeacherModule(pl.LightningModule):
             loss = F.cross_entropy(self.model(x), y, label_smoothing=self.label_smoothing)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(y))
         return loss
+
+    def on_fit_start(self) -> None:
+        if self.erase_prob:
+            self.erase = RandomErasing(self.erase_prob, mode="pixel", device=self.device)
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         if self.ema is not None:
