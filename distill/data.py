@@ -29,6 +29,62 @@ from .folders import (existing_dir, label_subset, labeled_files, load_rgb, recor
 log = logging.getLogger(__name__)
 
 
+class MixViews:
+    """Mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019) of two images' views, drawn as a pure function
+    of (seed, view, index) like the crops: the partner image, lambda and the box are the same for the
+    teacher's and the student's view of a sample (each at its own resolution), so in cached mode the
+    soft-target cache holds the teacher's output for exactly the mixed image the student sees (the
+    "consistent" views of Beyer et al. 2022, "Knowledge distillation: a good teacher is patient and
+    consistent").
+
+    Args:
+        prob: probability that a training sample is mixed (0: never).
+        mixup_alpha, cutmix_alpha: Beta(alpha, alpha) for lambda; 0 turns that kind off.
+        switch_prob: with both on, the probability of CutMix rather than Mixup.
+    """
+
+    def __init__(self, prob: float = 0.0, mixup_alpha: float = 1.0, cutmix_alpha: float = 1.0,
+                 switch_prob: float = 0.5):
+        if not 0 <= prob <= 1 or not 0 <= switch_prob <= 1:
+            raise ValueError(f"data.mix: prob={prob} and switch_prob={switch_prob} must lie in [0, 1]")
+        if mixup_alpha < 0 or cutmix_alpha < 0 or (prob and not mixup_alpha and not cutmix_alpha):
+            raise ValueError(f"data.mix: mixup_alpha={mixup_alpha} and cutmix_alpha={cutmix_alpha} must be >= 0, "
+                             f"and not both 0 when prob > 0")
+        self.prob, self.mixup_alpha, self.cutmix_alpha, self.switch_prob = prob, mixup_alpha, cutmix_alpha, switch_prob
+
+    def policy(self) -> dict:
+        return {"prob": self.prob, "mixup_alpha": self.mixup_alpha, "cutmix_alpha": self.cutmix_alpha,
+                "switch_prob": self.switch_prob}
+
+    def draw(self, images: int, seed: int, view: int, index: int) -> tuple[int, float, tuple | None] | None:
+        """(partner, lambda, box) for this sample, or None when it is not mixed. The box (top, left,
+        bottom, right) is in fractions of the side; lambda is the share of this sample's own pixels."""
+        rng = random.Random(f"mix-{seed}-{view}-{index}")
+        if images < 2 or rng.random() >= self.prob:
+            return None
+        partner = rng.randrange(images - 1)
+        partner += partner >= index  # never the image itself
+        cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha == 0 or rng.random() < self.switch_prob)
+        lam = rng.betavariate(*(2 * [self.cutmix_alpha if cutmix else self.mixup_alpha]))
+        if not cutmix:
+            return partner, lam, None
+        cut = math.sqrt(1 - lam)  # the pasted box's side, as a fraction: its area is 1 - lam
+        cy, cx = rng.random(), rng.random()
+        box = (max(cy - cut / 2, 0), max(cx - cut / 2, 0), min(cy + cut / 2, 1), min(cx + cut / 2, 1))
+        return partner, 1 - (box[2] - box[0]) * (box[3] - box[1]), box  # lambda of the clipped box
+
+    @staticmethod
+    def apply(own: torch.Tensor, other: torch.Tensor, lam: float, box: tuple | None) -> torch.Tensor:
+        """Mix two uint8 3xSxS views of one resolution."""
+        if box is None:
+            return (own.float() * lam + other.float() * (1 - lam)).round_().to(torch.uint8)
+        size = own.shape[-1]
+        top, left, bottom, right = (round(v * size) for v in box)
+        mixed = own.clone()
+        mixed[:, top:bottom, left:right] = other[:, top:bottom, left:right]
+        return mixed
+
+
 class CropViews:
     """Draw one crop box per image (random-resized + flip in training, centred otherwise) and resize it
     to every requested view size, e.g. {"teacher": 224, "student": 128}.
@@ -44,13 +100,15 @@ class CropViews:
             crop zero-fills a box that leaves the image).
         augment: a timm RandAugment string (e.g. "rand-m9-mstd0.5") applied to the crop before it is
             resized, so every view sees the same operations.
+        mix: mixup / cutmix with another image of the dataset (training only; `ImageFiles` applies it).
     """
 
     def __init__(self, sizes: dict[str, int], train: bool, scale: Sequence[float] = (0.35, 1.0),
                  ratio: Sequence[float] = (3 / 4, 4 / 3), hflip: bool = True, crop_pct: float = 1.0,
-                 pad: int = 0, augment: str | None = None):
+                 pad: int = 0, augment: str | None = None, mix: MixViews | None = None):
         self.sizes, self.train, self.scale, self.ratio = sizes, train, tuple(scale), tuple(ratio)
         self.hflip, self.crop_pct, self.pad, self.augment = hflip, crop_pct, pad, augment
+        self.mix = mix if train and mix is not None and mix.prob > 0 else None
         self._augment = None
         if augment and train:
             try:
@@ -63,7 +121,8 @@ class CropViews:
         """Everything that decides the crops besides (seed, view, image): the key of caches built from them."""
         return {"sizes": self.sizes, "train": self.train, "crop_pct": self.crop_pct,
                 **({"scale": list(self.scale), "ratio": list(self.ratio), "hflip": self.hflip,
-                    "pad": self.pad, "augment": self.augment} if self.train else {})}
+                    "pad": self.pad, "augment": self.augment} if self.train else {}),
+                **({"mix": self.mix.policy()} if self.mix else {})}
 
     def box(self, width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:
         """(top, left, height, width) of the crop; with `pad`, it may reach past the image's edges."""
@@ -138,6 +197,22 @@ class ImageFiles(Dataset):
         # reproducible whatever the worker count, and a resumed run sees the same crops.
         index, seed, epoch = key if isinstance(key, tuple) else (key, 0, 0)
         view = epoch % self.soft_targets["views"] if self.soft_targets else epoch
+        sample = self._view(index, seed, view)
+        if (mix := self.transform.mix) is None:
+            return sample
+        drawn = mix.draw(len(self), seed, view, index)
+        if drawn is None:
+            return {**sample, "label_mixed": sample["label"], "lam": 1.0}
+        partner, lam, box = drawn
+        if self.rendered:  # the rendered crops are the mixed ones already
+            return {**sample, "label_mixed": self.labels[partner], "lam": lam}
+        other = self._view(partner, seed, view, logits=False)
+        for name in self.transform.sizes:
+            sample[name] = mix.apply(sample[name], other[name], lam, box)
+        return {**sample, "label_mixed": other["label"], "lam": lam}
+
+    def _view(self, index: int, seed: int, view: int, logits: bool = True) -> dict:
+        """One image's views (no mixing); an undecodable image is replaced by the next one."""
         rng = random.Random(f"{seed}-{view}-{index}")
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
@@ -147,10 +222,10 @@ class ImageFiles(Dataset):
                 (name,) = self.transform.sizes
                 crop = self._rows("_rendered", self.rendered).read([view], [index])[0]
                 crop = torch.from_numpy(crop).permute(2, 0, 1)
-                return self._sample(crop, rng, index, i, view, rendered=name)
+                return self._sample(crop, rng, index, i, view, logits, rendered=name)
             if self.decoded:
                 img = torch.from_numpy(self._rows("_pixels", self.decoded).read([i])[0]).permute(2, 0, 1)  # 3,H,W
-                return self._sample(img, rng, index, i, view)
+                return self._sample(img, rng, index, i, view, logits)
             try:
                 img = load_rgb(self.files[i])
             except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # corrupt pixel data
@@ -158,7 +233,7 @@ class ImageFiles(Dataset):
                 log.warning("skipping undecodable image %s (%s)", self.files[i], err)
                 record_skipped(self.skipped_log, "undecodable", [str(self.files[i])])
                 continue
-            return self._sample(img, rng, index, i, view)
+            return self._sample(img, rng, index, i, view, logits)
         raise RuntimeError("no image in this dataset can be decoded")
 
     def _rows(self, attr: str, path: str) -> "NpyRows":
@@ -180,12 +255,19 @@ class ImageFiles(Dataset):
                  "view": torch.from_numpy(view)}
         logits = self._rows("_logits", self.soft_targets["path"]).read(view, index)
         batch["teacher_logits"] = torch.from_numpy(logits.astype(np.float32))
+        if mix := self.transform.mix:
+            seed = keys[0][1]
+            drawn = [mix.draw(len(self), seed, int(k), int(i)) for k, i in zip(view, index)]
+            batch["label_mixed"] = torch.tensor([self.labels[d[0]] if d else self.labels[i]
+                                                 for d, i in zip(drawn, index)])
+            batch["lam"] = torch.tensor([d[1] if d else 1.0 for d in drawn], dtype=torch.float64)
         return batch
 
-    def _sample(self, img, rng: random.Random, index: int, i: int, view: int, rendered: str | None = None) -> dict:
+    def _sample(self, img, rng: random.Random, index: int, i: int, view: int, logits: bool,
+                rendered: str | None = None) -> dict:
         views = {rendered: img} if rendered else self.transform(img, rng)
         sample = {**views, "label": self.labels[i], "index": index, "view": view}
-        if self.soft_targets:
+        if self.soft_targets and logits:
             logits = self._rows("_logits", self.soft_targets["path"]).read([view], [index])[0]
             sample["teacher_logits"] = torch.from_numpy(logits.astype(np.float32))
         return sample
@@ -252,6 +334,8 @@ class DistillDataModule(pl.LightningDataModule):
         hflip, eval_crop_pct: the usual.
         train_pad, train_augment: pad-and-crop instead of random-resized crops, and a timm RandAugment
             string (see `CropViews`).
+        mix: `MixViews` arguments (prob, mixup_alpha, cutmix_alpha, switch_prob): mixup / cutmix of the
+            training images, the same for teacher and student (and in the soft-target cache).
         skipped_log: where every skipped file is listed with its reason (skipped_files.tsv in the run dir).
         seed: shuffling and augmentation seed (see `EpochSampler`).
         decoded_cache: a folder for decoded uint8 copies of equal-size images (`arrays.decode_to_cache`), so
@@ -267,7 +351,7 @@ class DistillDataModule(pl.LightningDataModule):
                  train_pad: int = 0, train_augment: str | None = None,
                  eval_crop_pct: float = 1.0, pin_memory: bool = False, skipped_log: str | None = None,
                  seed: int = 0, decoded_cache: str | None = None, decoded_max_gb: float = 4.0,
-                 rendered_max_gb: float = 4.0):
+                 rendered_max_gb: float = 4.0, mix: dict | None = None):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} must be a positive integer")
@@ -285,6 +369,7 @@ class DistillDataModule(pl.LightningDataModule):
         if train_pad < 0:
             raise ValueError(f"data.train_pad={train_pad} must be >= 0 (0: random-resized crops)")
         self.train_pad, self.train_augment = train_pad, train_augment
+        self.mix = MixViews(**(mix or {}))
         self.skipped_log = Path(skipped_log) if skipped_log and rank_zero_only.rank == 0 else None
         self.seed, self.decoded_cache = seed, decoded_cache
         self.decoded_max_gb, self.rendered_max_gb = decoded_max_gb, rendered_max_gb
@@ -360,7 +445,7 @@ class DistillDataModule(pl.LightningDataModule):
 
     def _views(self, sizes: dict[str, int], train: bool) -> CropViews:
         return CropViews(sizes, train=train, scale=self.train_scale, hflip=self.hflip, crop_pct=self.eval_crop_pct,
-                         pad=self.train_pad, augment=self.train_augment)
+                         pad=self.train_pad, augment=self.train_augment, mix=self.mix)
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         sampler = EpochSampler(len(dataset), self.seed, shuffle)

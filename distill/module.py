@@ -14,7 +14,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from .fold import fold_batchnorm
-from .losses import distillation_loss
+from .losses import LOSSES, distillation_loss
 from .optim import weight_decay_groups
 
 log = logging.getLogger(__name__)
@@ -74,13 +74,17 @@ class DistillModule(pl.LightningModule):
             bf16 is native and the student is big enough to gain: `student_bf16_pays`).
         teacher_mode: "online" runs the teacher on every batch; "cached" reads its logits from the
             soft-target cache (train.py builds it: `distill.cache`), for `cache_views` views per image.
+        loss: the soft-target loss, a name in `losses.LOSSES`: kl (Hinton's), kl_std, dist or mse.
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  temperature: float = 4.0, soft_weight: float = 1.0, hard_weight: float = 0.0,
                  weight_decay: float = 4e-5, channels_last: bool = True, teacher_bf16: bool | str = "auto",
-                 student_bf16: bool | str = "auto", teacher_mode: str = "online", cache_views: int = 4):
+                 student_bf16: bool | str = "auto", teacher_mode: str = "online", cache_views: int = 4,
+                 loss: str = "kl"):
         super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"distill.loss={loss!r}: use one of {', '.join(LOSSES)}")
         if temperature <= 0:
             raise ValueError(f"distill.temperature={temperature} must be > 0 (Hinton et al. use 1-20; try 4)")
         if teacher_mode not in ("online", "cached"):
@@ -99,6 +103,7 @@ class DistillModule(pl.LightningModule):
         self.student = student
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
         self.temperature, self.soft_weight, self.hard_weight = temperature, soft_weight, hard_weight
+        self.soft_loss = LOSSES[loss]
         self.weight_decay, self.teacher_bf16, self.student_bf16 = weight_decay, teacher_bf16, student_bf16
         self._student_bf16_pays: bool | None = None
         self.teacher_mode, self.cache_views = teacher_mode, cache_views
@@ -173,7 +178,7 @@ class DistillModule(pl.LightningModule):
         t_logits = self._teacher_out(batch) if self.soft_weight else None  # B,C
         s_logits = self(batch["student"])  # B,C
         loss = distillation_loss(s_logits, t_logits, batch["label"], self.temperature, self.soft_weight,
-                                 self.hard_weight)
+                                 self.hard_weight, self.soft_loss, batch.get("label_mixed"), batch.get("lam"))
         if not torch.isfinite(loss):  # stop before the optimizer step spreads NaN into the weights
             raise FloatingPointError(f"the distillation loss is {loss.item()} at step {self.global_step}; "
                                      f"try a lower distill.optimizer.lr or distill.teacher_bf16=false")

@@ -68,7 +68,13 @@ class TeacherModule(pl.LightningModule):
             x, soft = self.mixup(x, y)
             loss = SoftTargetCrossEntropy()(self.model(x), soft)
         else:
-            loss = F.cross_entropy(self.model(x), y, label_smoothing=self.label_smoothing)
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing, reduction="none")  # B
+            if "lam" in batch:  # images mixed by the data module (data.mix): the target is the same mix
+                lam = batch["lam"].float()
+                loss = lam * loss + (1 - lam) * F.cross_entropy(logits, batch["label_mixed"], reduction="none",
+                                                                 label_smoothing=self.label_smoothing)
+            loss = loss.mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=len(y))
         return loss
 

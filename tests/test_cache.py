@@ -268,3 +268,38 @@ def test_changed_images_replace_the_old_cache_of_the_same_teacher_only(setup, tm
     os.utime(a_file, ns=(1, 1))
     rebuilt = build(module)
     assert rebuilt != first and sorted(p.name for p in (tmp_path / "st").iterdir()) == sorted([rebuilt, kept])
+
+
+@pytest.mark.parametrize("decoded", [False, True], ids=["decoded-each-epoch", "rendered-views"])
+def test_cache_holds_the_teachers_output_for_the_mixed_view_the_student_sees(teacher_file, folders, tmp_path,
+                                                                             decoded):
+    """data.mix in cached mode: the cache's row (view k, image i) is the teacher's output on image i mixed
+    with its partner, and the student's batch is that same mix at its resolution (rendered or not)."""
+    from PIL import Image as PILImage
+
+    root = tmp_path / "same_size"
+    root.mkdir()
+    for i, f in enumerate(sorted(folders["train"].rglob("*.*"))):
+        PILImage.open(f).convert("RGB").resize((20, 20)).save(root / f"{i:02d}.png")
+    mix = {"prob": 0.7, "switch_prob": 0.5}
+    kwargs = dict(unlabeled_dir=str(root), batch_size=6, num_workers=0, mix=mix)
+    teacher = create_teacher("test_resnet", checkpoint_path=str(teacher_file))
+    dm = DistillDataModule({"teacher": 20, "student": 16}, decoded_cache=str(tmp_path / "dec") if decoded else None,
+                           **kwargs)
+    online = DistillDataModule({"teacher": 20, "student": 16}, **kwargs).train_set
+    module = DistillModule(teacher, create_student(3, alpha=0.25, img_size=16), torch.optim.SGD,
+                           teacher_mode="cached", cache_views=2)
+    cache_soft_targets(module, dm, tmp_path / "soft")
+    assert bool(dm.train_set.rendered) == decoded
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(3)  # view 1
+    mixed = 0
+    for batch in loader:
+        for j, index in enumerate(batch["index"].tolist()):
+            sample = online[(index, dm.seed, 1)]
+            assert torch.equal(batch["student"][j], sample["student"])
+            assert batch["lam"][j].item() == pytest.approx(sample["lam"]) and batch["label_mixed"][j] == -1
+            expected = module.teacher_logits(sample["teacher"][None])[0]
+            torch.testing.assert_close(batch["teacher_logits"][j], expected, atol=2e-2, rtol=1e-2)
+            mixed += sample["lam"] < 1
+    assert mixed >= 5

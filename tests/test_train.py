@@ -105,10 +105,19 @@ def test_teacher_task_then_distill(make_cfg, tmp_path, folders):
     ("distill.teacher_mode=sometimes", "distill.teacher_mode"),
     ("distill.student_bf16=maybe", "distill.student_bf16"),
     ("data.val_dir=/nonexistent/val", "data.val_dir"),
+    ("distill.loss=kld", "distill.loss"),
+    ("data.mix.prob=2", "data.mix"),
 ])
 def test_bad_config_is_one_line_error(make_cfg, override, message):
     with pytest.raises(train.UserError, match=message.replace(".", r"\.")):
         train.train(make_cfg(override))
+
+
+@pytest.mark.parametrize("loss", ["kl_std", "dist", "mse"])
+def test_every_loss_with_mixed_views_and_labels_through_the_real_config(make_cfg, folders, loss):
+    summary = train.train(make_cfg(f"distill.loss={loss}", "data.mix.prob=0.5", "distill.hard_weight=0.5",
+                                   f"data.train_dir={folders['train']}", "distill.teacher_mode=cached"))
+    assert summary["final"]["val/top1"] is not None and summary["soft_target_cache"]["train"]["views"] >= 1
 
 
 def test_cli_bad_config_exits_with_one_line(tmp_path):
