@@ -14,6 +14,8 @@ EXPECTED_WARNINGS = (
     r"Found \d+ module\(s\) in eval mode at the start of training",  # the frozen teacher (and an EMA copy)
     r"Precision bf16-mixed is not supported by the model summary",
     r"The '\w+_dataloader' does not have many workers",  # worker counts are chosen (data.num_workers)
+    # a mid-epoch checkpoint continues exactly: DistillDataModule.train_dataloader skips the batches done
+    r"You're resuming from a checkpoint that ended before the epoch ended",
 )
 
 

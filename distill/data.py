@@ -285,9 +285,15 @@ class EpochSampler(Sampler):
 
     def __init__(self, size: int, seed: int, shuffle: bool = True):
         self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume(self, epoch: int, samples: int) -> None:
+        """Start `epoch`'s pass after its first `samples` positions (once): a run continued from a mid-epoch
+        checkpoint then sees exactly the samples an uninterrupted run would have."""
+        self._resume = (epoch, samples)
 
     @staticmethod
     def _rank_world() -> tuple[int, int]:
@@ -306,7 +312,11 @@ class EpochSampler(Sampler):
     def __iter__(self):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)) \
             if self.shuffle else torch.arange(self.size)
-        return iter([(int(order[p % self.size]), self.seed, self.epoch) for p in self._positions()])
+        positions = self._positions()
+        if self._resume is not None and self._resume[0] == self.epoch:
+            positions = positions[self._resume[1]:]
+        self._resume = None
+        return iter([(int(order[p % self.size]), self.seed, self.epoch) for p in positions])
 
 
 def _collate(batch: dict | list[dict]) -> dict:
@@ -456,8 +466,27 @@ class DistillDataModule(pl.LightningDataModule):
                           pin_memory=self.pin_memory, persistent_workers=workers > 0, collate_fn=_collate,
                           drop_last=shuffle and len(dataset) > self.batch_size)
 
+    def state_dict(self) -> dict:
+        """Saved in every checkpoint: how far the current epoch had got (at the end of an epoch, all of it)."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return {}
+        return {"epoch": trainer.current_epoch,
+                "batches_done": trainer.global_step - trainer.current_epoch * trainer.num_training_batches}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = state or None
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        loader = self._loader(self.train_set, shuffle=True)
+        if resume := getattr(self, "_resume", None):
+            # Continued from a mid-epoch checkpoint: skip what that epoch already trained on (the order is a
+            # function of (seed, epoch)), so the run sees exactly the batches an uninterrupted one would.
+            loader.sampler.resume(resume["epoch"], resume["batches_done"] * self.batch_size)
+            if 0 < resume["batches_done"] < len(loader):
+                log.info("continuing epoch %d after its first %d batches", resume["epoch"], resume["batches_done"])
+            self._resume = None
+        return loader
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import train
@@ -126,6 +127,44 @@ def test_resume_after_kill_9_matches_uninterrupted_run(cli_args, tmp_path):
     assert got["epoch"] == want["epoch"] == 1 and got["step"] == want["step"] == 8
     for key, value in want.items():
         assert got[key] == pytest.approx(value, abs=1e-4), key
+
+
+@pytest.mark.slow
+def test_resume_from_a_mid_epoch_checkpoint_redoes_nothing_and_matches(cli_args, tmp_path):
+    """The interval checkpoint (every step here, every 10 minutes by default) lands mid-epoch: killed -9 at
+    step 6, the run continues from step 5 (epoch 1, batch 1 of 4), skips the batch it already trained on,
+    and ends with the uninterrupted run's metrics."""
+    every_step = ["callbacks.interval_checkpoint.train_time_interval=null",
+                  "+callbacks.interval_checkpoint.every_n_train_steps=1"]
+    reference = _cli([*cli_args, *every_step, f"hydra.run.dir={tmp_path / 'ref'}"])
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    crash = ["+callbacks.crash._target_=tests.helpers.CrashOnce", "+callbacks.crash.at_step=6",
+             f"+callbacks.crash.marker={tmp_path / 'crashed'}"]
+    run = tmp_path / "runs" / "a"
+    assert _cli([*cli_args, *every_step, *crash, f"hydra.run.dir={run}"]).returncode == -signal.SIGKILL
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 5
+    resumed = _cli([*cli_args, *every_step, *crash, "resume=auto", f"hydra.run.dir={run}"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "continuing epoch 1 after its first 1 batches" in (run / "train.log").read_text()
+    want = json.loads((tmp_path / "ref" / "summary.json").read_text())["final"]
+    got = json.loads((run / "summary.json").read_text())["final"]
+    assert got["step"] == want["step"] == 8
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-4), key
+
+
+def test_sampler_resumes_mid_epoch_at_the_same_samples():
+    from distill.data import EpochSampler
+
+    full = EpochSampler(50, seed=3)
+    full.set_epoch(2)
+    resumed = EpochSampler(50, seed=3)
+    resumed.resume(2, 16)
+    resumed.set_epoch(2)
+    assert list(resumed) == list(full)[16:]
+    resumed.set_epoch(3)
+    full.set_epoch(3)
+    assert list(resumed) == list(full)  # once only
 
 
 @pytest.mark.slow
