@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import gc
 import logging
@@ -19,23 +18,22 @@ import hydra
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import InterpolationResolutionError
 from timm.data import resolve_model_data_config
 
 import students
 from students.cost import cost_report
 from distill.cache import cache_soft_targets
 from distill.callbacks import RunReport, Throughput
+from distill.report import result_table
 from distill.disk import write_json
+from distill.errors import UserError, user_errors
 from distill.folders import class_folders, skipped_counts
 from distill.console import quiet
 from distill.resume import find_checkpoint
 from distill.runtime import fast_cpu_defaults
 from teachers import describe, for_classes, save_teacher
-from teachers.stage import StageFailed
 
 log = logging.getLogger("train")
 
@@ -48,27 +46,6 @@ def pick(table: DictConfig, key):
 
 
 OmegaConf.register_new_resolver("pick", pick, replace=True)
-
-
-class UserError(Exception):
-    """A bad path, value or file in the user's config: reported in one line, exit code 2."""
-
-
-@contextlib.contextmanager
-def user_errors():
-    """Turn the ValueError / FileNotFoundError our constructors raise for bad input (and a failed teacher
-    stage, whose own output says why) into a UserError."""
-    try:
-        yield
-    except InstantiationException as err:
-        cause = err.__cause__
-        if isinstance(cause, (ValueError, FileNotFoundError, StageFailed)):
-            raise UserError(str(cause)) from cause
-        raise
-    except InterpolationResolutionError as err:  # e.g. a `pick` with no entry for the chosen value
-        raise UserError(f"{err.full_key}: {str(err).splitlines()[0]}") from err
-    except (ValueError, FileNotFoundError, StageFailed) as err:
-        raise UserError(str(err)) from err
 
 
 def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, IO]:
@@ -159,21 +136,6 @@ def train_teacher(cfg: DictConfig, checkpoint: str | None) -> dict:
     print(f"\nteacher written to {path}" + (f" (val top-1 {float(top1):.4f})" if top1 is not None else "")
           + f"\ndistill with: python train.py teacher.name={cfg.teacher.name} teacher.checkpoint_path={path} ...")
     return summary
-
-
-def result_table(summary: dict) -> str:
-    final, cost = summary["final"] or {}, summary["cost"]
-
-    def pct(key: str) -> str:
-        return f"{100 * final[key]:.1f}%" if final.get(key) is not None else "n/a"
-
-    rows = [("teacher", summary["teacher"]), ("teacher top-1", pct("val/teacher_top1")),
-            (f"student {summary['student']} alpha={summary['alpha']} {summary['img_size']}px", ""),
-            ("student top-1", pct("val/top1")), ("agreement with teacher", pct("val/agreement")),
-            ("params", f"{cost['params'] / 1e6:.3f} M"), ("mult-adds", f"{cost['macs'] / 1e6:.2f} M"),
-            ("student file", summary["student_file"])]
-    width = max(len(k) for k, _ in rows)
-    return "\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 def train(cfg: DictConfig) -> dict:

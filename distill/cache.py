@@ -139,13 +139,14 @@ def _fill(teacher, dataset, views, folder, seed, policy, normalize, batch_size, 
         log.info("resuming the soft-target cache build: %d of %d rows already done", done.size - len(pending),
                  done.size)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=_Pending(pending, seed), num_workers=num_workers)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    device = next(teacher.parameters()).device
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     teacher.eval()
     try:
         with _sigterm_exits():
             for b, batch in enumerate(tqdm(loader, desc="teacher soft targets", unit="batch")):
                 with autocast:
-                    out = teacher(normalize(batch["teacher"])).float()  # B,C
+                    out = teacher(normalize(batch["teacher"].to(device))).float().cpu()  # B,C
                 k, i = batch["view"].numpy(), batch["index"].numpy()
                 logits[k, i] = out.numpy().astype(np.float16)
                 done[k, i] = 1

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
-def fold_batchnorm(model: nn.Module) -> int:
+def fold_batchnorm_in_place(model: nn.Module) -> int:
     """Fold every BatchNorm2d that directly follows a Conv2d into that conv's weights, in place, and
     return how many were folded. Only for a frozen teacher in eval mode: the outputs stay the same
     (within float rounding), one pass over each activation is saved (resnet18 at 128 px, batch 64,
@@ -17,7 +17,7 @@ def fold_batchnorm(model: nn.Module) -> int:
     timm model's attributes (pretrained_cfg, num_classes, ...) that the rest of the project reads; this
     folds in place.)"""
     if model.training:
-        raise ValueError("fold_batchnorm is for models in eval mode (a training step would update the BN statistics)")
+        raise ValueError("fold_batchnorm_in_place is for models in eval mode (a training step would update the BN statistics)")
     try:
         graph = torch.fx.symbolic_trace(model).graph
     except Exception:  # noqa: BLE001 (data-dependent control flow and the like: nothing folded)

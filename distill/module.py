@@ -13,8 +13,10 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from .fold import fold_batchnorm
+from .fold import fold_batchnorm_in_place
+from .runtime import count_macs
 from .losses import LOSSES, distillation_loss
+from .normalize import Normalize
 from .optim import weight_decay_groups
 
 log = logging.getLogger(__name__)
@@ -42,16 +44,8 @@ def bf16_fast(device_type: str) -> bool:
 
 def student_bf16_pays(student: nn.Module) -> bool:
     """Whether bf16 autocast speeds up this student's training step (see BF16_MIN_SIZE / BF16_MIN_MACS)."""
-    from students.cost import count_macs
-
     size = resolve_model_data_config(student)["input_size"][-1]
     return size >= BF16_MIN_SIZE and count_macs(student, size) >= BF16_MIN_MACS
-
-
-def normalizer(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, std) as 1x3x1x1 tensors from the model's timm data config."""
-    cfg = resolve_model_data_config(model)
-    return torch.tensor(cfg["mean"]).view(1, 3, 1, 1), torch.tensor(cfg["std"]).view(1, 3, 1, 1)
 
 
 class DistillModule(pl.LightningModule):
@@ -98,7 +92,7 @@ class DistillModule(pl.LightningModule):
             raise ValueError("distill.soft_weight and distill.hard_weight must be >= 0, and not both 0")
         self.save_hyperparameters(ignore=["teacher", "student", "optimizer", "scheduler"], logger=False)
         self.teacher = teacher.requires_grad_(False).eval()
-        if folded := fold_batchnorm(self.teacher):  # frozen, so its BatchNorms are constants: one pass less each
+        if folded := fold_batchnorm_in_place(self.teacher):  # frozen, so its BatchNorms are constants: one pass less each
             log.info("teacher: %d BatchNorm layers folded into the convolutions before them", folded)
         self.student = student
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
@@ -108,10 +102,8 @@ class DistillModule(pl.LightningModule):
         self._student_bf16_pays: bool | None = None
         self.teacher_mode, self.cache_views = teacher_mode, cache_views
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        for name, model in (("teacher", teacher), ("student", student)):
-            mean, std = normalizer(model)  # (x / 255 - mean) / std as one multiply-add: x * scale + shift
-            self.register_buffer(f"{name}_scale", 1 / (255 * std), persistent=False)
-            self.register_buffer(f"{name}_shift", -mean / std, persistent=False)
+        self.normalizers = nn.ModuleDict({name: Normalize(model, self.memory_format)
+                                          for name, model in (("teacher", teacher), ("student", student))})
         self.to(memory_format=self.memory_format)
         # The teacher is rebuilt from its own checkpoint, so Lightning checkpoints hold the student only.
         self.strict_loading = False
@@ -136,9 +128,7 @@ class DistillModule(pl.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
 
     def normalize(self, images: torch.Tensor, name: str) -> torch.Tensor:
-        # Lay out the uint8 batch first: the float copy then inherits the layout (one float copy, not two).
-        x = images.contiguous(memory_format=self.memory_format).float()
-        return x.mul_(getattr(self, f"{name}_scale")).add_(getattr(self, f"{name}_shift"))  # B,3,S,S
+        return self.normalizers[name](images)
 
     @property
     def use_teacher_bf16(self) -> bool:

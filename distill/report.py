@@ -272,3 +272,18 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def result_table(summary: dict) -> str:
+    final, cost = summary["final"] or {}, summary["cost"]
+
+    def pct(key: str) -> str:
+        return f"{100 * final[key]:.1f}%" if final.get(key) is not None else "n/a"
+
+    rows = [("teacher", summary["teacher"]), ("teacher top-1", pct("val/teacher_top1")),
+            (f"student {summary['student']} alpha={summary['alpha']} {summary['img_size']}px", ""),
+            ("student top-1", pct("val/top1")), ("agreement with teacher", pct("val/agreement")),
+            ("params", f"{cost['params'] / 1e6:.3f} M"), ("mult-adds", f"{cost['macs'] / 1e6:.2f} M"),
+            ("student file", summary["student_file"])]
+    width = max(len(k) for k, _ in rows)
+    return "\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,5 +1,6 @@
-"""Process-wide CPU settings that make training steps faster; train.py and the benchmark's bare loop call
-`fast_cpu_defaults()` once, before any model work."""
+"""The machine and what a model asks of it: process-wide CPU settings that make training steps faster
+(train.py and the benchmark's bare loop call `fast_cpu_defaults()` once, before any model work), and a
+model's forward mult-adds."""
 from __future__ import annotations
 
 import ctypes
@@ -9,6 +10,8 @@ import logging
 import os
 
 import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +60,14 @@ def skip_nvml_probe() -> bool:
         return False
     os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "0"
     return True
+
+
+def count_macs(model: nn.Module, img_size: int) -> int:
+    """Forward multiply-accumulates for one image (FLOPs / 2, as the paper counts them)."""
+    x = torch.zeros(1, 3, img_size, img_size, device=next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    return counter.get_total_flops() // 2

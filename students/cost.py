@@ -12,7 +12,8 @@ import time
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+
+from distill.runtime import count_macs  # (re-exported: students.cost is where users look for it)
 
 
 def count_params(model: nn.Module) -> int:
@@ -20,17 +21,6 @@ def count_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, img_size: int) -> int:
-    """Forward multiply-accumulates for one image (FLOPs / 2, as the paper counts them)."""
-    x = torch.zeros(1, 3, img_size, img_size, device=next(model.parameters()).device)
-    was_training = model.training
-    model.eval()
-    with FlopCounterMode(display=False) as counter:
-        model(x)
-    model.train(was_training)
-    return counter.get_total_flops() // 2
-
-
 @torch.no_grad()
 def measure_latency(model: nn.Module, img_size: int, batch_size: int = 1, repeats: int = 10, warmup: int = 2) -> float:
     """Median CPU wall time in milliseconds of one eval forward pass (channels_last, fp32)."""

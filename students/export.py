@@ -22,7 +22,7 @@ from .factory import load_student
 TOLERANCE = 1e-4
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
+def fused_copy(model: nn.Module) -> nn.Module:
     """Fold every conv -> BatchNorm pair into the conv (both are linear at inference): w' = w*g/s, b' = (b-mu)*g/s+beta."""
     folded = fuse(model.eval())
     remaining = [n for n in folded.graph.nodes if n.target is F.batch_norm] + \
@@ -47,7 +47,7 @@ def export_student(student_file: Path, out_dir: Path, batch_size: int = 4, seed:
     x = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(seed))
     eager = model(x)
 
-    folded = fold_batchnorm(model)
+    folded = fused_copy(model)
     report = {"folded": _max_diff(eager, folded(x))}
 
     ts_path = out_dir / "student.torchscript.pt"

@@ -26,7 +26,7 @@ def round_channels(channels: int, alpha: float) -> int:
 
 
 class ConvBnAct(nn.Module):
-    """conv -> BN -> act; named so `students.export.fold_batchnorm` can fold `bn` into `conv`."""
+    """conv -> BN -> act; named so `students.export.fused_copy` can fold `bn` into `conv`."""
 
     def __init__(self, in_chs: int, out_chs: int, kernel: int, stride: int, groups: int, act: type[nn.Module]):
         super().__init__()

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from timm.data import resolve_model_data_config
 from torch import nn
 
+from distill.normalize import Normalize
+
 
 class TeacherEnsemble(nn.Module):
     """Average of `members`' softmax(z / T), returned as T * log(mean p), so that softmax(output / T) is
@@ -34,8 +36,7 @@ class TeacherEnsemble(nn.Module):
         self.sizes, configs = [], [resolve_model_data_config(m) for m in members]
         for i, cfg in enumerate(configs):
             self.sizes.append(cfg["input_size"][-1])
-            self.register_buffer(f"mean{i}", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
-            self.register_buffer(f"std{i}", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        self.normalizers = nn.ModuleList(Normalize(m, value_range=1.0) for m in members)
         size = max(self.sizes)
         self.pretrained_cfg = dict(input_size=(3, size, size), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
                                    crop_pct=1.0, interpolation="bilinear", label_names=names.pop() or None)
@@ -46,6 +47,6 @@ class TeacherEnsemble(nn.Module):
         for i, member in enumerate(self.members):
             xi = x if x.shape[-1] == self.sizes[i] else F.interpolate(
                 x, size=(self.sizes[i], self.sizes[i]), mode="bilinear", antialias=True, align_corners=False)
-            xi = (xi - getattr(self, f"mean{i}")) / getattr(self, f"std{i}")
+            xi = self.normalizers[i](xi)
             probs = probs + F.softmax(member(xi).float() / self.temperature, dim=-1)
         return self.temperature * torch.log(probs / len(self.members) + 1e-12)  # B,C

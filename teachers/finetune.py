@@ -6,13 +6,15 @@ from typing import Callable
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from timm.data import Mixup, resolve_model_data_config
+from timm.data import Mixup
 from timm.data.random_erasing import RandomErasing
 from timm.loss import SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
+
+from distill.normalize import Normalize
 
 
 class TeacherModule(pl.LightningModule):
@@ -40,9 +42,7 @@ class TeacherModule(pl.LightningModule):
         self.model = model.requires_grad_(True).train()  # (teachers arrive frozen in eval mode; Lightning keeps modes)
         self.optimizer_fn, self.scheduler_fn, self.label_smoothing = optimizer, scheduler, label_smoothing
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        cfg = resolve_model_data_config(model)
-        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        self.normalize = Normalize(model, self.memory_format)
         self.mixup = Mixup(**mixup, label_smoothing=label_smoothing, num_classes=model.num_classes) if mixup else None
         self.erase_prob, self.erase = erase_prob, None  # (RandomErasing draws its noise on the fit's device)
         self.to(memory_format=self.memory_format)
@@ -52,10 +52,6 @@ class TeacherModule(pl.LightningModule):
         self.val_top1_best = MaxMetric()
         self.ema_is_better = False
         self.validated_at: int | None = None  # the step of the last validation: the saved file's score is from there
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float().div_(255).sub_(self.mean).div_(self.std)
-        return x.contiguous(memory_format=self.memory_format)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self.normalize(images))

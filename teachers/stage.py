@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from distill.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class StageFailed(RuntimeError):
+class StageFailed(UserError):
     """The teacher stage's run failed; its own output above says why (train.py reports it in one line)."""
 
 

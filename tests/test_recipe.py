@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import train
+from distill.errors import UserError, user_errors
 from distill.data import DistillDataModule
 from distill.folders import label_subset
 from distill.module import DistillModule
@@ -50,9 +51,9 @@ def test_label_only_baseline_never_shows_the_teacher_a_training_image(make_cfg, 
 
 
 def test_label_only_without_labels_is_a_user_error(make_cfg):
-    with pytest.raises(train.UserError, match="data.train_dir"):
+    with pytest.raises(UserError, match="data.train_dir"):
         train.train(make_cfg("distill.soft_weight=0", "distill.hard_weight=1"))
-    with pytest.raises(train.UserError, match="not both 0"):
+    with pytest.raises(UserError, match="not both 0"):
         train.train(make_cfg("distill.soft_weight=0"))
 
 
@@ -85,8 +86,8 @@ def test_recipe_trains_its_teacher_once_then_distils(folders, tmp_path):
 
 
 def test_evaluate_a_saved_student_matches_the_run(make_cfg, folders, tmp_path, capsys):
-    """`python -m distill.evaluate` needs only the student file: same top-1 as the run's last validation."""
-    from distill.evaluate import evaluate, main
+    """`python -m students.evaluate` needs only the student file: same top-1 as the run's last validation."""
+    from students.evaluate import evaluate, main
 
     summary = train.train(make_cfg("trainer.max_epochs=2", "trainer.limit_val_batches=null",
                                    "data.eval_crop_pct=0.875", output_dir=tmp_path / "run"))
@@ -151,8 +152,8 @@ def test_recipes_give_narrower_students_more_epochs(recipe, epochs, tmp_path):
     assert [cfg(a).trainer.max_epochs for a in (1.0, 0.75, 0.5, 0.25)] == epochs
     assert compose_cfg([f"experiment={recipe}", "student.alpha=0.3", "trainer.max_epochs=5",
                         f"paths.output_dir={tmp_path}"]).trainer.max_epochs == 5
-    with pytest.raises(train.UserError, match=r"trainer.max_epochs: .*no entry for 0.3"):
-        with train.user_errors():
+    with pytest.raises(UserError, match=r"trainer.max_epochs: .*no entry for 0.3"):
+        with user_errors():
             cfg(0.3).trainer.max_epochs
 
 
@@ -173,7 +174,7 @@ def test_teacher_stage_resumes_a_killed_stage_and_reports_a_failed_one(tmp_path,
         return subprocess.CompletedProcess(command, 0 if len(commands) == 2 else 1)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    with pytest.raises(RuntimeError, match="the teacher stage failed"):
+    with pytest.raises(UserError, match="the teacher stage failed"):
         ensure_teacher(str(target), ["teacher.name=resnet18"])
     assert ensure_teacher(str(target), ["teacher.name=resnet18"]) == target
     assert ensure_teacher(str(target), ["teacher.name=resnet18"]) == target  # present: no third run

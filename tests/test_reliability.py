@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import train
+from distill.errors import UserError
 from distill.data import DistillDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +90,7 @@ def test_messy_folder_end_to_end(make_cfg, tmp_path):
 def test_folder_without_images_is_one_line_error(make_cfg, tmp_path):
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a.txt").write_text("x")
-    with pytest.raises(train.UserError, match="no usable images"):
+    with pytest.raises(UserError, match="no usable images"):
         train.train(make_cfg(f"data.unlabeled_dir={tmp_path / 'junk'}"))
 
 
@@ -228,7 +229,7 @@ def test_disk_full_is_one_line_error_and_the_next_run_recovers(make_cfg, tmp_pat
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
     monkeypatch.setattr(students.factory, "save_file", full)
-    with pytest.raises(train.UserError, match="disk full while writing .*student.safetensors"):
+    with pytest.raises(UserError, match="disk full while writing .*student.safetensors"):
         train.train(make_cfg("trainer.max_epochs=2", "trainer.limit_train_batches=2"))
     run = tmp_path / "run"
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "summary.json").exists()

@@ -8,7 +8,7 @@ from torch import nn
 
 import students
 from students.cost import count_macs, count_params, format_grid, grid
-from students.export import export_student, fold_batchnorm
+from students.export import export_student, fused_copy
 
 # (variant kwargs, resolution) -> (million mult-adds, million params, digits the paper prints params with)
 PAPER = {
@@ -115,9 +115,9 @@ def test_student_file_timm_round_trip(tmp_path):
                           pretrained_cfg_overlay=dict(file=str(path)))
 
 
-def test_fold_batchnorm_removes_bn_and_keeps_outputs():
+def test_fused_copy_folds_every_bn_and_keeps_outputs():
     model = _trained_like(students.create_student(10, alpha=0.5, img_size=32))
-    folded = fold_batchnorm(model)
+    folded = fused_copy(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     x = torch.randn(4, 3, 32, 32)
     assert (model(x) - folded(x)).abs().max() < 1e-4

@@ -114,33 +114,3 @@ def test_ensemble_averages_probabilities_at_temperature():
     assert resolve_model_data_config(ens)["input_size"] == (3, 32, 32)
     with pytest.raises(ValueError, match="disagree"):
         TeacherEnsemble([a, timm.create_model("test_resnet", num_classes=4)], temperature=4.0)
-
-
-def test_folding_batchnorm_keeps_the_teachers_outputs():
-    import copy
-
-    from distill.fold import fold_batchnorm
-
-    torch.manual_seed(0)
-    model = timm.create_model("resnet18", pretrained=False, num_classes=5)
-    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # statistics as if trained
-        bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2.0)
-        bn.weight.data.uniform_(0.5, 1.5), bn.bias.data.uniform_(-0.2, 0.2)
-    model.eval()
-    reference = copy.deepcopy(model)
-    with pytest.raises(ValueError, match="eval mode"):
-        fold_batchnorm(copy.deepcopy(model).train())
-
-    assert fold_batchnorm(model) == 20  # every BatchNorm of resnet18 follows a conv
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
-    x = torch.randn(4, 3, 48, 48)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), reference(x), rtol=1e-4, atol=1e-4)
-    assert model.num_classes == 5 and model.pretrained_cfg == reference.pretrained_cfg  # still the timm model
-
-
-def test_folding_leaves_norms_that_also_activate():
-    from distill.fold import fold_batchnorm
-
-    model = timm.create_model("mobilenetv3_small_050", pretrained=False, num_classes=5).eval()  # BatchNormAct2d
-    assert fold_batchnorm(model) == 0

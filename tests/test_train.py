@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 import students
 import train
+from distill.errors import UserError
 from distill.module import DistillModule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ def test_teacher_task_then_distill(make_cfg, tmp_path, folders):
     ("data.mix.prob=2", "data.mix"),
 ])
 def test_bad_config_is_one_line_error(make_cfg, override, message):
-    with pytest.raises(train.UserError, match=message.replace(".", r"\.")):
+    with pytest.raises(UserError, match=message.replace(".", r"\.")):
         train.train(make_cfg(override))
 
 

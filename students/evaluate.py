@@ -1,6 +1,6 @@
 """Top-1 of a saved student on any labeled folder, with nothing from the training run but its file:
 
-    python -m distill.evaluate RUN_DIR_OR_STUDENT_FILE LABELED_FOLDER [--batch-size 256]
+    python -m students.evaluate RUN_DIR_OR_STUDENT_FILE LABELED_FOLDER [--batch-size 256]
 
 The student file's sidecar gives its resolution, normalisation, centre-crop share and class names;
 the folder's class sub-folders are matched to those names (ImageFolder layout).
@@ -17,10 +17,10 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 from tqdm import tqdm
 
-from students import load_student
+from distill.data import CropViews, ImageFiles, default_num_workers, labeled_files
+from distill.normalize import Normalize
 
-from .data import CropViews, ImageFiles, default_num_workers, labeled_files
-from .module import normalizer
+from . import load_student
 
 
 def student_file(path: str | Path) -> Path:
@@ -42,12 +42,11 @@ def evaluate(student: str | Path, folder: str | Path, batch_size: int = 256, num
     views = CropViews({"student": cfg["input_size"][-1]}, train=False, crop_pct=cfg["crop_pct"])
     loader = DataLoader(ImageFiles(files, labels, views), batch_size=batch_size,
                         num_workers=default_num_workers() if num_workers is None else num_workers)
-    mean, std = normalizer(model)
+    normalize = Normalize(model, torch.channels_last)
     top1 = MulticlassAccuracy(model.num_classes, average="micro")
     per_class = MulticlassAccuracy(model.num_classes, average=None)
     for batch in tqdm(loader, desc="evaluate", unit="batch"):
-        x = ((batch["student"].float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
-        logits = model(x)
+        logits = model(normalize(batch["student"]))
         top1.update(logits, batch["label"])
         per_class.update(logits, batch["label"])
     class_names = names or folders
