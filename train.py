@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import IO
 
 import hydra
 import lightning.pytorch as pl
@@ -26,14 +25,15 @@ import students
 from students.cost import cost_report
 from distill.cache import cache_soft_targets
 from distill.callbacks import RunReport, Throughput
-from distill.report import result_table
+from distill.console import quiet
 from distill.disk import write_json
 from distill.errors import UserError, user_errors
-from distill.folders import class_folders, skipped_counts
-from distill.console import quiet
-from distill.resume import find_checkpoint
+from distill.folders import skipped_counts
+from distill.report import result_table
+from distill.resume import continue_run
 from distill.runtime import fast_cpu_defaults
-from teachers import describe, for_classes, save_teacher
+from teachers import describe
+from teachers.task import train_teacher
 
 log = logging.getLogger("train")
 
@@ -46,17 +46,6 @@ def pick(table: DictConfig, key):
 
 
 OmegaConf.register_new_resolver("pick", pick, replace=True)
-
-
-def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, IO]:
-    """The checkpoint to continue from (distill.resume); a continued run's directory becomes this run's
-    output directory, so checkpoints, metrics, the W&B run id and the student file all continue there.
-    Returns it with the directory's lock, held until the run ends."""
-    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    checkpoint, run_dir, lock = find_checkpoint(cfg.get("resume"), Path(cfg.paths.output_dir), overrides)
-    if run_dir != Path(cfg.paths.output_dir).resolve():
-        OmegaConf.update(cfg, "paths.output_dir", str(run_dir))
-    return checkpoint, lock
 
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
@@ -110,34 +99,6 @@ def distill(cfg: DictConfig, checkpoint: str | None) -> dict:
     return summary
 
 
-def train_teacher(cfg: DictConfig, checkpoint: str | None) -> dict:
-    output_dir = Path(cfg.paths.output_dir)
-    with user_errors():
-        if not cfg.data.train_dir:
-            raise ValueError("task=teacher needs data.train_dir=LABELED_FOLDER (ImageFolder layout)")
-        classes = class_folders(cfg.data.train_dir)
-        teacher = for_classes(instantiate(cfg.teacher), classes)
-        size = resolve_model_data_config(teacher)["input_size"][-1]
-        log.info("training teacher %s on %d classes", describe(teacher), len(classes))
-        datamodule = instantiate(cfg.data, image_sizes={"teacher": size}, class_names=classes)
-        module = instantiate(cfg.finetune, model=teacher)
-        trainer = build_trainer(cfg)
-
-    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
-    if datamodule.val_set is not None and module.validated_at != trainer.global_step:
-        trainer.validate(module, datamodule=datamodule, verbose=False)  # score the weights being saved
-
-    top1 = trainer.callback_metrics.get("val/top1")
-    path = save_teacher(module.best_model().cpu(), output_dir / "teacher.safetensors", cfg.teacher.name,
-                        val_top1=None if top1 is None else float(top1))
-    summary = {"teacher_file": str(path), "teacher": describe(module.model),
-               "val/top1": None if top1 is None else float(top1)}
-    write_json(output_dir / "summary.json", summary)
-    print(f"\nteacher written to {path}" + (f" (val top-1 {float(top1):.4f})" if top1 is not None else "")
-          + f"\ndistill with: python train.py teacher.name={cfg.teacher.name} teacher.checkpoint_path={path} ...")
-    return summary
-
-
 def train(cfg: DictConfig) -> dict:
     """Everything a run does, given a composed config (tests call this directly)."""
     fast_cpu_defaults()  # denormals flushed to zero, freed activation memory kept for the next step
@@ -149,9 +110,11 @@ def train(cfg: DictConfig) -> dict:
                 instantiate(cfg.demo)
             if cfg.get("teacher_stage") and cfg.task != "teacher":
                 instantiate(cfg.teacher_stage)  # a recipe's teacher, trained once by `task=teacher` if missing
-            checkpoint, lock = resume_checkpoint(cfg)
+            checkpoint, lock = continue_run(cfg)
         with lock:
-            return (train_teacher if cfg.task == "teacher" else distill)(cfg, checkpoint)
+            if cfg.task == "teacher":
+                return train_teacher(cfg, checkpoint, build_trainer)
+            return distill(cfg, checkpoint)
     except OSError as err:
         if err.errno != errno.ENOSPC:
             raise

@@ -141,11 +141,38 @@ class CropViews:
         side = min(width, height)
         return (height - side) // 2, (width - side) // 2, side, side
 
-    def __call__(self, img: Image.Image | torch.Tensor, rng: random.Random | None = None) -> dict[str, torch.Tensor]:
+    def plan(self, width: int, height: int, rng: random.Random) -> tuple[tuple[int, int, int, int], bool]:
+        """The crop box (in the source image's pixels) and the flip: everything drawn from `rng` but the
+        augmentation."""
+        box = self.box(width, height, rng)
+        return box, self.train and self.hflip and rng.random() < 0.5
+
+    def working_size(self, width: int, height: int, box: tuple[int, int, int, int]) -> tuple[int, int] | None:
+        """The smallest (width, height) at which the whole image can be decoded and `box` still covers the
+        largest view size (None: the source size is needed)."""
+        factor = min(box[2], box[3]) / max(self.sizes.values())
+        return None if factor < 2 else (math.ceil(width / factor), math.ceil(height / factor))
+
+    def load(self, path: Path, rng: random.Random) -> dict[str, torch.Tensor]:
+        """The views of an image file, decoded at the working size (JPEG: `folders.load_rgb`); the crop is
+        drawn on the source's pixel grid, so it is the same crop as from the full decode."""
+        drawn = {}
+
+        def need(width: int, height: int) -> tuple[int, int] | None:
+            drawn["size"], drawn["plan"] = (width, height), self.plan(width, height, rng)
+            return self.working_size(width, height, drawn["plan"][0])
+
+        img = load_rgb(path, need)
+        return self(img, rng, plan=drawn["plan"], source_size=drawn["size"])
+
+    def __call__(self, img: Image.Image | torch.Tensor, rng: random.Random | None = None,
+                 plan: tuple | None = None, source_size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
         rng = rng or random.Random()
         pixels = img if isinstance(img, torch.Tensor) else TF.pil_to_tensor(img)  # 3,H,W uint8
-        top, left, h, w = self.box(pixels.shape[-1], pixels.shape[-2], rng)
-        flip = self.train and self.hflip and rng.random() < 0.5
+        (top, left, h, w), flip = plan or self.plan(pixels.shape[-1], pixels.shape[-2], rng)
+        if source_size and source_size != (pixels.shape[-1], pixels.shape[-2]):  # decoded smaller: scale the box
+            sx, sy = pixels.shape[-1] / source_size[0], pixels.shape[-2] / source_size[1]
+            top, left, h, w = round(top * sy), round(left * sx), max(1, round(h * sy)), max(1, round(w * sx))
         if self._augment:  # crop at the source's resolution, augment it once, then resize it per view
             pixels = TF.crop(pixels, top, left, h, w)
             pixels, top, left = TF.pil_to_tensor(seeded(self._augment, TF.to_pil_image(pixels), rng)), 0, 0
@@ -227,13 +254,13 @@ class ImageFiles(Dataset):
                 img = torch.from_numpy(self._rows("_pixels", self.decoded).read([i])[0]).permute(2, 0, 1)  # 3,H,W
                 return self._sample(img, rng, index, i, view, logits)
             try:
-                img = load_rgb(self.files[i])
+                views = self.transform.load(self.files[i], random.Random(f"{seed}-{view}-{index}"))
             except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # corrupt pixel data
                 self.bad.add(i)
                 log.warning("skipping undecodable image %s (%s)", self.files[i], err)
                 record_skipped(self.skipped_log, "undecodable", [str(self.files[i])])
                 continue
-            return self._sample(img, rng, index, i, view, logits)
+            return self._sample(views, rng, index, i, view, logits, decoded=True)
         raise RuntimeError("no image in this dataset can be decoded")
 
     def _rows(self, attr: str, path: str) -> "NpyRows":
@@ -264,8 +291,8 @@ class ImageFiles(Dataset):
         return batch
 
     def _sample(self, img, rng: random.Random, index: int, i: int, view: int, logits: bool,
-                rendered: str | None = None) -> dict:
-        views = {rendered: img} if rendered else self.transform(img, rng)
+                rendered: str | None = None, decoded: bool = False) -> dict:
+        views = img if decoded else {rendered: img} if rendered else self.transform(img, rng)
         sample = {**views, "label": self.labels[i], "index": index, "view": view}
         if self.soft_targets and logits:
             logits = self._rows("_logits", self.soft_targets["path"]).read([view], [index])[0]

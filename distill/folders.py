@@ -8,13 +8,14 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+ORIENTATION = 0x0112  # the EXIF tag
 MAX_IMAGE_PIXELS = 100_000_000  # refuse decompression bombs from the header, before allocating
 
 
@@ -70,9 +71,19 @@ def scan_images(root: str | Path) -> FolderScan:
     return scan
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Decode any PIL mode (L, P, RGBA, CMYK, I;16) to RGB, applying the EXIF orientation."""
+def load_rgb(path: Path, working_size: Callable[[int, int], tuple[int, int] | None] | None = None) -> Image.Image:
+    """Decode any PIL mode (L, P, RGBA, CMYK, I;16) to RGB, applying the EXIF orientation.
+
+    `working_size(width, height)`, given the image's size (as oriented), may return the smallest size the
+    caller needs; a JPEG is then decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (`Image.draft`) when
+    that still covers it, which skips most of the decoding work of a multi-megapixel photo."""
     with Image.open(path) as img:
+        if working_size is not None:
+            turned = img.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)  # EXIF rotations by 90 degrees
+            width, height = img.size[::-1] if turned else img.size
+            need = working_size(width, height)
+            if need is not None and img.format in ("JPEG", "MPO"):
+                img.draft("RGB", need[::-1] if turned else need)
         img = ImageOps.exif_transpose(img)
         if img.mode == "I;16" or img.mode == "I":
             img = img.point(lambda v: v / 256).convert("L")

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import IO, Sequence
 
-from omegaconf import OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +81,14 @@ def _candidates(current: Path, command: list[str]) -> list[Path]:
                     and command_of(OmegaConf.load(overrides)) == command:
                 found.append(run)
     return found
+
+
+def continue_run(cfg: DictConfig) -> tuple[str | None, IO]:
+    """The checkpoint to continue from (distill.resume); a continued run's directory becomes this run's
+    output directory, so checkpoints, metrics, the W&B run id and the student file all continue there.
+    Returns it with the directory's lock, held until the run ends."""
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    checkpoint, run_dir, lock = find_checkpoint(cfg.get("resume"), Path(cfg.paths.output_dir), overrides)
+    if run_dir != Path(cfg.paths.output_dir).resolve():
+        OmegaConf.update(cfg, "paths.output_dir", str(run_dir))
+    return checkpoint, lock
