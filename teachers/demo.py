@@ -1,7 +1,8 @@
 """The embedded demo: a generated "shapes" image folder and a teacher trained on it by this project's code.
 
 Both are built on first use in `paths.demo_dir` and reused by later runs, so `python train.py` works
-offline on a fresh machine. Only what the run's config points at is built.
+offline on a fresh machine. Only what the run's config points at is built. The teacher is trained like
+any other, by `train.py task=teacher` (`experiment=demo_teacher`, run as a recipe's teacher stage).
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFilter
+
+from .stage import ensure_teacher
 
 log = logging.getLogger(__name__)
 
@@ -87,32 +90,6 @@ def make_shapes(root: str | Path, per_class: dict[str, int] | None = None, seed:
     return root
 
 
-def train_demo_teacher(data_root: Path, out: Path, name: str, epochs: int, seed: int) -> Path:
-    """Train `name` on the demo folder with this project's TeacherModule; write the teacher file."""
-    import functools
-
-    import lightning.pytorch as pl
-    import torch
-
-    from distill.data import DistillDataModule
-    from distill.optim import warmup_cosine
-
-    from .factory import create_teacher, save_teacher
-    from .finetune import TeacherModule
-
-    pl.seed_everything(seed, workers=True)
-    model = create_teacher(name, num_classes=len(CLASSES), img_size=IMG_SIZE, label_names=list(CLASSES))
-    data = DistillDataModule({"teacher": IMG_SIZE}, train_dir=str(data_root / "train"), val_dir=str(data_root / "val"),
-                             class_names=list(CLASSES), batch_size=64, train_scale=(0.8, 1.0))
-    module = TeacherModule(model, optimizer=functools.partial(torch.optim.AdamW, lr=2e-3, weight_decay=0.05),
-                           scheduler=warmup_cosine)
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_model_summary=False, default_root_dir=str(out.parent))
-    trainer.fit(module, data)
-    log.info("demo teacher %s: val top-1 %.3f", name, float(trainer.callback_metrics["val/top1"]))
-    return save_teacher(module.model, out, name)
-
-
 def prepare(root: str, wanted: Sequence[str | None], teacher_name: str = "resnet18", teacher_epochs: int = 10,
             seed: int = 0) -> None:
     """Build the demo folder and/or demo teacher if the run reads any path inside `root` that is missing."""
@@ -126,4 +103,6 @@ def prepare(root: str, wanted: Sequence[str | None], teacher_name: str = "resnet
     if teacher_file in inside and not teacher_file.exists():
         log.info("training the demo teacher (%s, %d epochs); cached for later runs in %s", teacher_name,
                  teacher_epochs, teacher_file.parent)
-        train_demo_teacher(data_root, teacher_file, teacher_name, teacher_epochs, seed)
+        ensure_teacher(str(teacher_file), ["experiment=demo_teacher", f"paths.demo_dir={root}",
+                                           f"teacher.name={teacher_name}", f"trainer.max_epochs={teacher_epochs}",
+                                           f"seed={seed}"])

@@ -114,3 +114,23 @@ def test_ensemble_averages_probabilities_at_temperature():
     assert resolve_model_data_config(ens)["input_size"] == (3, 32, 32)
     with pytest.raises(ValueError, match="disagree"):
         TeacherEnsemble([a, timm.create_model("test_resnet", num_classes=4)], temperature=4.0)
+
+
+def test_demo_teacher_is_trained_by_the_teacher_task(tmp_path, monkeypatch):
+    """The demo's teacher goes through `train.py task=teacher` (experiment=demo_teacher) like a recipe's,
+    and only when the run reads its missing file."""
+    from teachers import demo
+    from tests.conftest import compose_cfg
+
+    calls = []
+    monkeypatch.setattr(demo, "make_shapes", lambda root: root)
+    monkeypatch.setattr(demo, "ensure_teacher", lambda path, overrides: calls.append((path, overrides)))
+    teacher_file = tmp_path / "teacher" / "teacher.safetensors"
+    demo.prepare(str(tmp_path), [str(tmp_path / "shapes" / "train")])
+    assert calls == []  # the teacher file is not read by this run
+    demo.prepare(str(tmp_path), [str(teacher_file)], teacher_epochs=3)
+    ((path, overrides),) = calls
+    assert path == str(teacher_file) and "experiment=demo_teacher" in overrides and "trainer.max_epochs=3" in overrides
+    cfg = compose_cfg([*overrides, f"paths.demo_dir={tmp_path}"])
+    assert cfg.task == "teacher" and cfg.teacher.img_size == 32
+    assert cfg.data.train_dir == f"{tmp_path}/shapes/train" and cfg.data.val_dir == f"{tmp_path}/shapes/val"

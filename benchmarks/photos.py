@@ -1,0 +1,98 @@
+"""Multi-megapixel photo folders against their pre-resized copy: images/s and peak RSS of train.py.
+
+    python benchmarks/photos.py                    # 400 photos, about 4 min on 2 cores
+    python benchmarks/photos.py --images 200 --repeats 1
+
+Builds, outside the repo, a photo folder from Imagenette train images (../shared/data/imagenette): each one
+upscaled to a random width of 1,600-2,600 px (4:3 or 3:2, either way up) and saved as a JPEG (quality 90),
+the kind of folder a phone gives; and its pre-resized copy (short side 224 px). Then runs the same online
+distillation on both, interleaved: a random-weight timm resnet18 teacher at 160 px, MobileNet v1 alpha 0.25
+at 128 px, batch 64, default loader (one worker per two cores), no decoded-image cache (the photos have
+mixed sizes). Prints images/s (the Throughput callback: after 5 warm-up steps) and the training process's
+peak RSS for each, and their ratio; writes benchmarks/results/photos.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import timm
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_folders(source: Path, out: Path, images: int, seed: int = 0) -> tuple[Path, Path]:
+    rng = random.Random(seed)
+    files = sorted(source.rglob("*.JPEG"))
+    rng.shuffle(files)
+    photos, resized = out / "photos", out / "resized"
+    for i, f in enumerate(files[:images]):
+        cls = f.parent.name
+        (photos / cls).mkdir(parents=True, exist_ok=True)
+        (resized / cls).mkdir(parents=True, exist_ok=True)
+        width = rng.randint(1600, 2600)
+        height = round(width * rng.choice([3 / 4, 2 / 3]))
+        if rng.random() < 0.3:  # portrait
+            width, height = height, width
+        img = Image.open(f).convert("RGB").resize((width, height), Image.BICUBIC)
+        img.save(photos / cls / f"{i:05d}.jpg", quality=90)
+        short = min(width, height)
+        img.resize((round(width * 224 / short), round(height * 224 / short)), Image.BICUBIC).save(
+            resized / cls / f"{i:05d}.jpg", quality=90)
+    return photos, resized
+
+
+def run(folder: Path, teacher: Path, work: Path, name: str, epochs: int) -> dict:
+    out = work / "runs" / name
+    cmd = [sys.executable, "train.py", f"data.unlabeled_dir={folder}", "data.val_dir=null", "data.decoded_cache=null",
+           "teacher.name=resnet18", f"teacher.checkpoint_path={teacher}", "teacher.img_size=160",
+           "student.alpha=0.25", "student.img_size=128", f"trainer.max_epochs={epochs}",
+           "callbacks.run_report.latency=false", "logger=csv", f"paths.cache_dir={work / 'cache'}",
+           f"hydra.run.dir={out}"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+    return json.loads((out / "summary.json").read_text())["throughput"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "data" / "imagenette" / "train")
+    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    from teachers import for_classes, save_teacher
+
+    work = Path(tempfile.mkdtemp(prefix="photos-"))
+    photos, resized = make_folders(args.source, work, args.images)
+    classes = sorted(p.name for p in photos.iterdir())
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", pretrained=False, num_classes=len(classes))  # speed only: random weights
+    teacher = save_teacher(for_classes(model, classes), work / "teacher", "resnet18")
+    rows = {"photos": [], "resized": []}
+    for r in range(args.repeats):  # interleaved: this machine's speed drifts within minutes
+        for name, folder in (("photos", photos), ("resized", resized)):
+            rows[name].append(run(folder, teacher, work, f"{name}{r}", args.epochs))
+            print(f"{name} (repeat {r}): {rows[name][-1]}", flush=True)
+    med = {k: statistics.median(x["images_per_s"] for x in v) for k, v in rows.items()}
+    rss = {k: max(x["peak_rss_mb"] for x in v) for k, v in rows.items()}
+    line = (f"photos {med['photos']:.1f} images/s vs pre-resized {med['resized']:.1f}: "
+            f"{med['photos'] / med['resized']:.2f}x; peak RSS {rss['photos']:.0f} vs {rss['resized']:.0f} MB "
+            f"({rss['photos'] / rss['resized']:.2f}x)")
+    print(line)
+    (ROOT / "benchmarks" / "results" / "photos.json").write_text(json.dumps(
+        {"summary": line, "images": args.images, "runs": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
