@@ -6,6 +6,8 @@ the same parameters, and the cached logits are the teacher's output for exactly 
 
 Layout of `<root>/<split>-<what>-<version>/` (`disk.cache_path`): logits.npy (fp16, K x N x C), done.npy (uint8, K x N: rows written),
 meta.json (what was hashed), complete.json (written last: only then is the cache read as complete).
+With `topk` (teachers with many classes): logits.npy holds each row's k largest logits and one logit
+for every other class (K x N x k+1), classes.npy their class indices (K x N x k); see `topk_rows`.
 A build that dies resumes at the first row not yet done; builders take a file lock, so concurrent runs
 (or DDP ranks) build it once and the others wait, then read.
 """
@@ -15,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import signal
 import time
 from contextlib import contextmanager
@@ -68,27 +71,51 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def topk_rows(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B x k+1 values, B x k classes) for B x C logits: the k largest logits and, last, the one logit that
+    gives each of the other C - k classes an equal share of their probability mass at T = 1
+    (logsumexp(rest) - log(C - k), as FKD spreads the rest). `expand_topk` inverts it: at T = 1 the top-k
+    probabilities and the mass of the rest are exact."""
+    top, classes = logits.float().topk(k, dim=-1)  # B,k
+    rest = logits.float().scatter(-1, classes, float("-inf"))  # B,C: the others only
+    spread = torch.logsumexp(rest, -1, keepdim=True) - math.log(logits.shape[-1] - k)  # B,1
+    return torch.cat([top, spread], -1), classes
+
+
+def expand_topk(values: np.ndarray, classes: np.ndarray, num_classes: int) -> np.ndarray:
+    """B x C logits from `topk_rows`'s (B x k+1, B x k)."""
+    full = np.repeat(values[:, -1:].astype(np.float32), num_classes, axis=1)  # B,C
+    np.put_along_axis(full, classes.astype(np.int64), values[:, :-1].astype(np.float32), axis=1)
+    return full
+
+
 @torch.inference_mode()
 def build_soft_targets(teacher: nn.Module, dataset, views: int, root: str | Path, seed: int, policy: dict,
                        normalize, batch_size: int = 128, num_workers: int = 1, bf16: bool = False,
-                       name: str = "train") -> dict:
-    """Fill (or reuse) the cache for `dataset` (an `ImageFiles` yielding the "teacher" view).
+                       name: str = "train", topk: int | None = None) -> dict:
+    """Fill (or reuse) the cache for `dataset` (an `ImageFiles` yielding the "teacher" view), with every
+    logit or (`topk`) each row's k largest (`topk_rows`).
 
-    Returns what the data module needs (`path`, `views`) and a report: hit, rows computed now
-    (= teacher forward passes), seconds, bytes on disk."""
-    folder = cache_path(root, name, dataset.files, fingerprint(teacher, policy, views))
+    Returns what the data module needs (`path`, `views`, and with top-k `classes`, `num_classes`) and a
+    report: hit, rows computed now (= teacher forward passes), seconds, bytes on disk."""
+    if topk is not None and not 0 < topk < teacher.num_classes:
+        raise ValueError(f"distill.cache_topk={topk} must lie between 1 and the teacher's {teacher.num_classes - 1}")
+    folder = cache_path(root, name, dataset.files,
+                        fingerprint(teacher, {**policy, **({"topk": topk} if topk else {})}, views))
     report = {"path": str(folder / "logits.npy"), "views": views, "key": folder.name, "hit": True,
               "teacher_images": 0, "build_s": 0.0}
-    shape = (views, len(dataset), teacher.num_classes)
-    if _damage(folder, shape) is not None:
+    if topk:
+        report.update(classes=str(folder / "classes.npy"), num_classes=teacher.num_classes, topk=topk)
+    shapes = _shapes(views, len(dataset), teacher.num_classes, topk)
+    if _damage(folder, shapes) is not None:
         with _locked(folder / ".lock"):
-            if (why := _damage(folder, shape)) is not None:  # another process may have finished it meanwhile
+            if (why := _damage(folder, shapes)) is not None:  # another process may have finished it meanwhile
                 if (folder / "complete.json").exists():
                     log.warning("soft-target cache %s is damaged (%s): rebuilding it", folder, why)
-                    for part in ("complete.json", "logits.npy", "done.npy"):
+                    for part in ("complete.json", "logits.npy", "classes.npy", "done.npy"):
                         (folder / part).unlink(missing_ok=True)
-                report.update(_fill(teacher, dataset, views, folder, seed, policy, normalize, batch_size,
-                                    num_workers, bf16), hit=False)
+                report.update(_fill(teacher, dataset, shapes, folder, seed, policy, normalize, batch_size,
+                                    num_workers, bf16, topk), hit=False)
     report["bytes"] = sum(f.stat().st_size for f in folder.glob("*.npy"))
     log.info("soft-target cache %s: %s, %.1f MB, %d teacher images now, %.1f s", name,
              "hit" if report["hit"] else "built", report["bytes"] / 1e6, report["teacher_images"], report["build_s"])
@@ -113,27 +140,37 @@ def _sigterm_exits():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _damage(folder: Path, shape: tuple[int, int, int]) -> str | None:
+def _shapes(views: int, images: int, classes: int, topk: int | None) -> dict[str, tuple[tuple, type]]:
+    """file name -> (shape, dtype) of a cache's arrays."""
+    shapes = {"done.npy": ((views, images), np.uint8)}
+    if topk:
+        index_type = np.int16 if classes <= np.iinfo(np.int16).max else np.int32
+        return {**shapes, "logits.npy": ((views, images, topk + 1), np.float16),
+                "classes.npy": ((views, images, topk), index_type)}
+    return {**shapes, "logits.npy": ((views, images, classes), np.float16)}
+
+
+def _damage(folder: Path, shapes: dict) -> str | None:
     """None when the cache is complete and whole; else why not (unfinished, or damaged: see `npy_damage`)."""
     if not (folder / "complete.json").exists():
         return "unfinished"
-    why = npy_damage(folder / "logits.npy", shape, np.float16) or npy_damage(folder / "done.npy", shape[:2], np.uint8)
+    why = next(filter(None, (npy_damage(folder / f, shape, dtype) for f, (shape, dtype) in shapes.items())), None)
     if why is None and not np.load(folder / "done.npy", mmap_mode="r").all():
         why = "rows missing"
     return why
 
 
-def _fill(teacher, dataset, views, folder, seed, policy, normalize, batch_size, num_workers, bf16) -> dict:
-    n, classes = len(dataset), teacher.num_classes
+def _fill(teacher, dataset, shapes, folder, seed, policy, normalize, batch_size, num_workers, bf16, topk) -> dict:
     start = time.perf_counter()
-    if npy_damage(folder / "logits.npy", (views, n, classes), np.float16) or \
-            npy_damage(folder / "done.npy", (views, n), np.uint8):  # new, or cut short while being created
-        (folder / "meta.json").write_text(json.dumps({"policy": policy, "views": views, "images": n,
-                                                      "classes": classes}, indent=2))
-        np.lib.format.open_memmap(folder / "done.npy", mode="w+", dtype=np.uint8, shape=(views, n)).flush()
-        np.lib.format.open_memmap(folder / "logits.npy", mode="w+", dtype=np.float16, shape=(views, n, classes)).flush()
+    if any(npy_damage(folder / f, shape, dtype) for f, (shape, dtype) in shapes.items()):  # new, or cut short
+        views, n = shapes["done.npy"][0]
+        (folder / "meta.json").write_text(json.dumps({"policy": policy, "views": views, "images": n, "topk": topk,
+                                                      "classes": teacher.num_classes}, indent=2))
+        for f, (shape, dtype) in shapes.items():
+            np.lib.format.open_memmap(folder / f, mode="w+", dtype=dtype, shape=shape).flush()
     done = np.load(folder / "done.npy", mmap_mode="r+")
     logits = np.load(folder / "logits.npy", mmap_mode="r+")
+    indices = np.load(folder / "classes.npy", mmap_mode="r+") if topk else None
     pending = [(int(k), int(i)) for k, i in zip(*np.nonzero(done == 0))]
     if len(pending) < done.size:
         log.info("resuming the soft-target cache build: %d of %d rows already done", done.size - len(pending),
@@ -148,17 +185,26 @@ def _fill(teacher, dataset, views, folder, seed, policy, normalize, batch_size, 
                 with autocast:
                     out = teacher(normalize(batch["teacher"].to(device))).float().cpu()  # B,C
                 k, i = batch["view"].numpy(), batch["index"].numpy()
+                if topk:
+                    out, top = topk_rows(out, topk)
+                    indices[k, i] = top.numpy().astype(indices.dtype)
                 logits[k, i] = out.numpy().astype(np.float16)
                 done[k, i] = 1
                 if b % FLUSH_EVERY == FLUSH_EVERY - 1:
-                    logits.flush()  # logits before progress: a row marked done is always on disk
+                    _flush(logits, indices)  # logits before progress: a row marked done is always on disk
                     done.flush()
     finally:  # stopped or not, the rows done so far are kept for the next run
-        logits.flush()
+        _flush(logits, indices)
         done.flush()
     elapsed = time.perf_counter() - start
     write_json(folder / "complete.json", {"teacher_images": len(pending), "build_s": elapsed})
     return {"teacher_images": len(pending), "build_s": round(elapsed, 2)}
+
+
+def _flush(*arrays) -> None:
+    for array in arrays:
+        if array is not None:
+            array.flush()
 
 
 def cache_soft_targets(module, datamodule, root: str | Path) -> dict:
@@ -174,6 +220,7 @@ def cache_soft_targets(module, datamodule, root: str | Path) -> dict:
         reports[split] = build_soft_targets(
             module.teacher, dataset, views, root, datamodule.seed, {**policy, "bf16": bf16},
             normalize=lambda x: module.normalize(x, "teacher"), batch_size=2 * datamodule.batch_size,
-            num_workers=datamodule.num_workers, bf16=bf16, name=split)
+            num_workers=datamodule.num_workers, bf16=bf16, name=split,
+            topk=module.cache_topk if split == "train" else None)  # validation: every logit, for exact metrics
         datamodule.student_view_only(split, reports[split])
     return reports

@@ -23,6 +23,7 @@ from timm.data.auto_augment import rand_augment_transform
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .arrays import NpyRows, decode_to_cache, render_views
+from .cache import expand_topk
 from .folders import (existing_dir, label_subset, labeled_files, load_rgb, record_skipped, report_skipped,
                       scan_images)
 
@@ -214,7 +215,7 @@ class ImageFiles(Dataset):
         self.labels = list(labels) if labels is not None else [-1] * len(self.files)
         self.bad: set[int] = set()  # per worker process
         # Cached teacher logits ({"path", "views"}, see distill.cache): epoch e uses view e mod K.
-        self.soft_targets, self._logits = soft_targets, None
+        self.soft_targets, self._logits, self._classes = soft_targets, None, None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -263,6 +264,14 @@ class ImageFiles(Dataset):
             return self._sample(views, rng, index, i, view, logits, decoded=True)
         raise RuntimeError("no image in this dataset can be decoded")
 
+    def _cached_logits(self, view, index) -> torch.Tensor:
+        """B x C teacher logits of the soft-target cache's rows (view, index); top-k rows expanded."""
+        values = self._rows("_logits", self.soft_targets["path"]).read(view, index)
+        if "classes" in self.soft_targets:
+            classes = self._rows("_classes", self.soft_targets["classes"]).read(view, index)
+            values = expand_topk(values, classes, self.soft_targets["num_classes"])
+        return torch.from_numpy(values.astype(np.float32))
+
     def _rows(self, attr: str, path: str) -> "NpyRows":
         """An array file opened on first use in each process (workers get the dataset before it is opened)."""
         if getattr(self, attr) is None:
@@ -280,8 +289,7 @@ class ImageFiles(Dataset):
         batch = {name: torch.from_numpy(self._rows("_rendered", self.rendered).read(view, index)).permute(0, 3, 1, 2),
                  "label": torch.tensor([self.labels[i] for i in index]), "index": torch.from_numpy(index),
                  "view": torch.from_numpy(view)}
-        logits = self._rows("_logits", self.soft_targets["path"]).read(view, index)
-        batch["teacher_logits"] = torch.from_numpy(logits.astype(np.float32))
+        batch["teacher_logits"] = self._cached_logits(view, index)
         if mix := self.transform.mix:
             seed = keys[0][1]
             drawn = [mix.draw(len(self), seed, int(k), int(i)) for k, i in zip(view, index)]
@@ -295,8 +303,7 @@ class ImageFiles(Dataset):
         views = img if decoded else {rendered: img} if rendered else self.transform(img, rng)
         sample = {**views, "label": self.labels[i], "index": index, "view": view}
         if self.soft_targets and logits:
-            logits = self._rows("_logits", self.soft_targets["path"]).read([view], [index])[0]
-            sample["teacher_logits"] = torch.from_numpy(logits.astype(np.float32))
+            sample["teacher_logits"] = self._cached_logits([view], [index])[0]
         return sample
 
 

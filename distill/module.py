@@ -69,13 +69,15 @@ class DistillModule(pl.LightningModule):
         teacher_mode: "online" runs the teacher on every batch; "cached" reads its logits from the
             soft-target cache (train.py builds it: `distill.cache`), for `cache_views` views per image.
         loss: the soft-target loss, a name in `losses.LOSSES`: kl (Hinton's), kl_std, dist or mse.
+        cache_topk: cached mode: keep each view's k largest teacher logits (and one for the rest) instead
+            of all C (`cache.topk_rows`): for teachers with 1,000 classes or more.
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  temperature: float = 4.0, soft_weight: float = 1.0, hard_weight: float = 0.0,
                  weight_decay: float = 4e-5, channels_last: bool = True, teacher_bf16: bool | str = "auto",
                  student_bf16: bool | str = "auto", teacher_mode: str = "online", cache_views: int = 4,
-                 loss: str = "kl"):
+                 loss: str = "kl", cache_topk: int | None = None):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"distill.loss={loss!r}: use one of {', '.join(LOSSES)}")
@@ -100,7 +102,7 @@ class DistillModule(pl.LightningModule):
         self.soft_loss = LOSSES[loss]
         self.weight_decay, self.teacher_bf16, self.student_bf16 = weight_decay, teacher_bf16, student_bf16
         self._student_bf16_pays: bool | None = None
-        self.teacher_mode, self.cache_views = teacher_mode, cache_views
+        self.teacher_mode, self.cache_views, self.cache_topk = teacher_mode, cache_views, cache_topk
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.normalizers = nn.ModuleDict({name: Normalize(model, self.memory_format)
                                           for name, model in (("teacher", teacher), ("student", student))})
