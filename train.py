@@ -28,11 +28,12 @@ from distill.callbacks import RunReport, Throughput
 from distill.console import quiet
 from distill.disk import write_json
 from distill.errors import UserError, user_errors
-from distill.folders import skipped_counts
+from distill.folders import class_folders, skipped_counts
 from distill.report import result_table
 from distill.resume import continue_run
 from distill.runtime import fast_cpu_defaults
 from teachers import describe
+from teachers.subset import subset_for_folders
 from teachers.task import train_teacher
 
 log = logging.getLogger("train")
@@ -61,6 +62,8 @@ def distill(cfg: DictConfig, checkpoint: str | None) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     with user_errors():
         teacher = instantiate(cfg.teacher)
+        if cfg.data.val_dir and not cfg.teacher.get("classes") and Path(cfg.data.val_dir).is_dir():
+            teacher = subset_for_folders(teacher, class_folders(cfg.data.val_dir, "data.val_dir"))
         teacher_size = resolve_model_data_config(teacher)["input_size"][-1]
         student_size = cfg.student.img_size or teacher_size
         label_names = teacher.pretrained_cfg.get("label_names")
@@ -93,7 +96,8 @@ def distill(cfg: DictConfig, checkpoint: str | None) -> dict:
                    throughput=next((c.stats for c in trainer.callbacks if isinstance(c, Throughput)), None))
     if trainer.is_global_zero:
         summary["student_file"] = str(students.save_student(module.student.cpu(), output_dir / "student", extra={
-            "crop_pct": cfg.data.eval_crop_pct, "teacher": summary["teacher"], "metrics": summary["final"]}))
+            "crop_pct": cfg.data.eval_crop_pct, "teacher": summary["teacher"], "metrics": summary["final"],
+            "teacher_classes": getattr(teacher, "class_indices", None)}))
         write_json(output_dir / "summary.json", summary)
         print(result_table(summary))
     return summary

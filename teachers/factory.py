@@ -16,6 +16,8 @@ from safetensors.torch import load_file, save_file
 from timm.data import resolve_model_data_config
 from torch import nn
 
+from .subset import class_subset
+
 
 # Wrapper prefixes found in checkpoints: Lightning modules (this project's TeacherModule keeps `model.`),
 # DDP (`module.`), and timm's EMA copies.
@@ -75,6 +77,7 @@ def create_teacher(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     label_names: Sequence[str] | None = None,
+    classes: Sequence[int | str] | None = None,
 ) -> nn.Module:
     """A frozen, eval-mode timm classifier.
 
@@ -85,6 +88,7 @@ def create_teacher(
         num_classes: output classes; inferred from the checkpoint when omitted.
         img_size, mean, std: override the teacher's data config (default: timm's, or the sidecar's).
         label_names: class names in output order (default: the sidecar's / classes.txt).
+        classes: restrict the teacher to these classes (output indices or names; `subset.ClassSubset`).
     """
     if not timm.is_model(name):
         raise ValueError(f"teacher.name={name!r} is not a timm model (see timm.list_models())")
@@ -128,7 +132,7 @@ def create_teacher(
     model.requires_grad_(False).eval()
     model.teacher_name = name
     model.recorded_top1 = meta.get("val_top1")  # its top-1 when trained, to compare with on the user's data
-    return model
+    return class_subset(model, classes) if classes else model
 
 
 def for_classes(model: nn.Module, class_names: Sequence[str]) -> nn.Module:

@@ -134,3 +134,36 @@ def test_demo_teacher_is_trained_by_the_teacher_task(tmp_path, monkeypatch):
     cfg = compose_cfg([*overrides, f"paths.demo_dir={tmp_path}"])
     assert cfg.task == "teacher" and cfg.teacher.img_size == 32
     assert cfg.data.train_dir == f"{tmp_path}/shapes/train" and cfg.data.val_dir == f"{tmp_path}/shapes/val"
+
+
+def _thousand_class_teacher(path):
+    """A 1000-class timm teacher whose class list holds the test folders' three names at 10, 500, 999."""
+    from tests.conftest import CLASSES
+
+    names = [f"class{i}" for i in range(1000)]
+    for i, c in zip((10, 500, 999), CLASSES):
+        names[i] = c
+    torch.manual_seed(0)
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=1000,
+                              pretrained_cfg_overlay=dict(input_size=(3, 16, 16)))
+    return save_teacher(for_classes(model, names), path, "test_resnet")
+
+
+def test_class_subset_takes_the_teachers_logits_at_its_classes(tmp_path):
+    from teachers.subset import class_subset, subset_for_folders
+
+    file = _thousand_class_teacher(tmp_path / "t")
+    teacher = create_teacher("test_resnet", checkpoint_path=str(file))
+    x = torch.randn(2, 3, 16, 16)
+    for classes in (["ant", "bee", "cat"], [10, 500, 999], ["10", "bee", 999]):
+        sub = create_teacher("test_resnet", checkpoint_path=str(file), classes=classes)
+        assert sub.num_classes == 3 and sub.class_indices == [10, 500, 999]
+        assert sub.pretrained_cfg["label_names"] == ("ant", "bee", "cat")
+        torch.testing.assert_close(sub(x), teacher(x)[:, [10, 500, 999]])
+    assert resolve_model_data_config(sub)["input_size"] == (3, 16, 16)
+    with pytest.raises(ValueError, match="'dog' is not one of the teacher's class names"):
+        class_subset(teacher, ["ant", "dog"])
+    with pytest.raises(ValueError, match="1000 is not an output"):
+        class_subset(teacher, [1000])
+    assert subset_for_folders(teacher, ["ant", "cat"]).class_indices == [10, 999]
+    assert subset_for_folders(teacher, ["ant", "dog"]) is teacher  # not a subset: the data module reports it

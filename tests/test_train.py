@@ -228,3 +228,19 @@ def test_teacher_file_is_scored_on_its_own_weights(make_cfg, tmp_path, folders):
     assert [int(r.split(",")[1]) for r in rows] == [4, 6]  # steps: after epoch 2, then the final weights
     sidecar = json.loads(Path(result["teacher_file"]).with_suffix(".json").read_text())
     assert sidecar["val_top1"] == pytest.approx(result["val/top1"]) and result["val/top1"] is not None
+
+
+@pytest.mark.parametrize("mode", ["online", "cached"])
+def test_a_1000_class_teacher_distils_the_folders_classes(make_cfg, tmp_path, mode):
+    """The validation folder's 3 classes are a strict subset of the teacher's 1000 names: the teacher is
+    restricted to them, the student has 3 outputs, and its file records which teacher outputs they are."""
+    from tests.test_teachers import _thousand_class_teacher
+
+    file = _thousand_class_teacher(tmp_path / "big_teacher")
+    summary = train.train(make_cfg(f"teacher.checkpoint_path={file}", f"distill.teacher_mode={mode}"))
+    meta = json.loads(Path(summary["student_file"]).with_suffix(".json").read_text())
+    assert meta["num_classes"] == 3 and meta["teacher_classes"] == [10, 500, 999]
+    assert "[3 of 1000 classes]" in summary["teacher"] and summary["final"]["val/teacher_top1"] is not None
+    explicit = train.train(make_cfg(f"teacher.checkpoint_path={file}", "teacher.classes=[cat,ant,bee]",
+                                    output_dir=tmp_path / "explicit"))
+    assert json.loads(Path(explicit["student_file"]).with_suffix(".json").read_text())["teacher_classes"] == [999, 10, 500]
