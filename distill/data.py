@@ -240,28 +240,32 @@ class ImageFiles(Dataset):
         return {**sample, "label_mixed": other["label"], "lam": lam}
 
     def _view(self, index: int, seed: int, view: int, logits: bool = True) -> dict:
-        """One image's views (no mixing); an undecodable image is replaced by the next one."""
-        rng = random.Random(f"{seed}-{view}-{index}")
+        """One image's views (no mixing); an undecodable image is replaced by the next one, with the crop
+        drawn for `index` (a fresh rng each try: a failed decode may have drawn from it)."""
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
             if i in self.bad:
                 continue
+            rng = random.Random(f"{seed}-{view}-{index}")
             if self.rendered:
                 (name,) = self.transform.sizes
                 crop = self._rows("_rendered", self.rendered).read([view], [index])[0]
-                crop = torch.from_numpy(crop).permute(2, 0, 1)
-                return self._sample(crop, rng, index, i, view, logits, rendered=name)
-            if self.decoded:
+                views = {name: torch.from_numpy(crop).permute(2, 0, 1)}
+            elif self.decoded:
                 img = torch.from_numpy(self._rows("_pixels", self.decoded).read([i])[0]).permute(2, 0, 1)  # 3,H,W
-                return self._sample(img, rng, index, i, view, logits)
-            try:
-                views = self.transform.load(self.files[i], random.Random(f"{seed}-{view}-{index}"))
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # corrupt pixel data
-                self.bad.add(i)
-                log.warning("skipping undecodable image %s (%s)", self.files[i], err)
-                record_skipped(self.skipped_log, "undecodable", [str(self.files[i])])
-                continue
-            return self._sample(views, rng, index, i, view, logits, decoded=True)
+                views = self.transform(img, rng)
+            else:
+                try:
+                    views = self.transform.load(self.files[i], rng)
+                except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # corrupt pixels
+                    self.bad.add(i)
+                    log.warning("skipping undecodable image %s (%s)", self.files[i], err)
+                    record_skipped(self.skipped_log, "undecodable", [str(self.files[i])])
+                    continue
+            sample = {**views, "label": self.labels[i], "index": index, "view": view}
+            if self.soft_targets and logits:
+                sample["teacher_logits"] = self._cached_logits([view], [index])[0]
+            return sample
         raise RuntimeError("no image in this dataset can be decoded")
 
     def _cached_logits(self, view, index) -> torch.Tensor:
@@ -297,15 +301,6 @@ class ImageFiles(Dataset):
                                                  for d, i in zip(drawn, index)])
             batch["lam"] = torch.tensor([d[1] if d else 1.0 for d in drawn], dtype=torch.float64)
         return batch
-
-    def _sample(self, img, rng: random.Random, index: int, i: int, view: int, logits: bool,
-                rendered: str | None = None, decoded: bool = False) -> dict:
-        views = img if decoded else {rendered: img} if rendered else self.transform(img, rng)
-        sample = {**views, "label": self.labels[i], "index": index, "view": view}
-        if self.soft_targets and logits:
-            sample["teacher_logits"] = self._cached_logits([view], [index])[0]
-        return sample
-
 
 
 class EpochSampler(Sampler):
@@ -414,6 +409,7 @@ class DistillDataModule(pl.LightningDataModule):
             raise ValueError(f"data.train_pad={train_pad} must be >= 0 (0: random-resized crops)")
         self.train_pad, self.train_augment = train_pad, train_augment
         self.mix = MixViews(**(mix or {}))
+        self._resume: dict | None = None  # set from a mid-epoch checkpoint (load_state_dict)
         self.skipped_log = Path(skipped_log) if skipped_log and rank_zero_only.rank == 0 else None
         self.seed, self.decoded_cache = seed, decoded_cache
         self.decoded_max_gb, self.rendered_max_gb = decoded_max_gb, rendered_max_gb
@@ -513,7 +509,7 @@ class DistillDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         loader = self._loader(self.train_set, shuffle=True)
-        if resume := getattr(self, "_resume", None):
+        if resume := self._resume:
             # Continued from a mid-epoch checkpoint: skip what that epoch already trained on (the order is a
             # function of (seed, epoch)), so the run sees exactly the batches an uninterrupted one would.
             loader.sampler.resume(resume["epoch"], resume["batches_done"] * self.batch_size)

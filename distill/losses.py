@@ -62,7 +62,7 @@ LOSSES = {"kl": soft_target_loss, "kl_std": standardized_kl_loss, "dist": dist_l
 
 
 def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor, labels_mixed: torch.Tensor | None = None,
-                    lam: torch.Tensor | None = None) -> torch.Tensor | None:
+                    lam: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor | None:
     """Cross-entropy on the samples whose labels are known (label >= 0); None when there are none.
 
     For mixed images (`data.mix`) the target is the mix: lam * CE(label) + (1 - lam) * CE(labels_mixed),
@@ -73,10 +73,11 @@ def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor, labels_m
     if not known.any():
         return None
     logits = student_logits[known].float()
-    loss = F.cross_entropy(logits, labels[known], reduction="none")  # B'
+    loss = F.cross_entropy(logits, labels[known], reduction="none", label_smoothing=label_smoothing)  # B'
     if labels_mixed is not None:
         w = lam[known].float()
-        loss = w * loss + (1 - w) * F.cross_entropy(logits, labels_mixed[known], reduction="none")
+        loss = w * loss + (1 - w) * F.cross_entropy(logits, labels_mixed[known], reduction="none",
+                                                    label_smoothing=label_smoothing)
     return loss.mean()
 
 

@@ -5,7 +5,6 @@ from typing import Callable
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from timm.data import Mixup
 from timm.data.random_erasing import RandomErasing
 from timm.loss import SoftTargetCrossEntropy
@@ -14,6 +13,7 @@ from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from distill.losses import hard_label_loss
 from distill.normalize import Normalize
 
 
@@ -64,13 +64,8 @@ class TeacherModule(pl.LightningModule):
             x, soft = self.mixup(x, y)
             loss = SoftTargetCrossEntropy()(self.model(x), soft)
         else:
-            logits = self.model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing, reduction="none")  # B
-            if "lam" in batch:  # images mixed by the data module (data.mix): the target is the same mix
-                lam = batch["lam"].float()
-                loss = lam * loss + (1 - lam) * F.cross_entropy(logits, batch["label_mixed"], reduction="none",
-                                                                 label_smoothing=self.label_smoothing)
-            loss = loss.mean()
+            # (images mixed by the data module, data.mix, carry the partner's label and lambda: the same mix)
+            loss = hard_label_loss(self.model(x), y, batch.get("label_mixed"), batch.get("lam"), self.label_smoothing)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(y))
         return loss
 
