@@ -4,7 +4,7 @@
     python benchmarks/teacher.py --label-fraction 0.3333 # the label-budget teacher
     python benchmarks/teacher.py --budget-min 27         # the plain loop alone, for a given wall time
 
-1. The stage: `python train.py experiment=cifar10_teacher` from nothing (a fresh decoded-image cache and run
+1. The stage: `python train_teacher.py experiment=cifar10_teacher` from nothing (a fresh decoded-image cache and run
    directory), timed as a whole command.
 2. The plain loop, written here with torch, torchvision and timm only (no project code on its training
    path): timm resnet18, 4-pixel pad-and-crop + flip at 32 px, then upsampled to 64 px; SGD with
@@ -56,7 +56,7 @@ def top1(model: torch.nn.Module, loader: DataLoader) -> float:
 def run_stage(data: Path, label_fraction: float, work: Path) -> dict:
     """The documented stage command, from nothing, timed whole; its teacher scored on test."""
     run = work / "stage"
-    command = [sys.executable, "train.py", "experiment=cifar10_teacher", f"recipe_data={data}",
+    command = [sys.executable, "train_teacher.py", "experiment=cifar10_teacher", f"recipe_data={data}",
                f"data.label_fraction={label_fraction}", f"data.decoded_cache={work / 'decoded'}",
                f"hydra.run.dir={run}"]
     print("stage:", " ".join(command), flush=True)

@@ -78,8 +78,8 @@ def ours(mode: str, data: Path, alpha: float, size: int, batch: int, steps: int,
               f"teacher.img_size={size}", "teacher.num_classes=10",
               f"student.alpha={alpha}", f"student.img_size={size}", "trainer.max_epochs=1",
               f"trainer.limit_train_batches={steps + 5}", "callbacks.run_report.latency=false",
-              "callbacks.model_checkpoint=null", "logger=csv", f"paths.cache_dir={work / 'cache'}",
-              f"distill.teacher_mode={mode}", "distill.cache_views=1", *extra]
+              "callbacks.model_checkpoint=null", "callbacks.last_checkpoint=null", "logger=csv", f"paths.cache_dir={work / 'cache'}",
+              f"soft_targets={mode}", *(["soft_targets.views=1"] if mode == "cached" else []), *extra]
     run = Path(tempfile.mkdtemp(prefix=f"{mode}-a{alpha}-{size}-", dir=work))  # a fresh run dir per call
     if mode == "cached" or warm:  # warm the caches first: measure training on warm caches
         first = train_py([*common, "trainer.limit_train_batches=1"], run / "warm")
@@ -109,8 +109,8 @@ def sweep(data: Path, mode: str, size: int, epochs: int, work: Path) -> dict:
     args = ["-m", "experiment=alpha_sweep", f"data.unlabeled_dir={data}", "data.val_dir=null",
             "teacher.checkpoint_path=null", "teacher.name=resnet18", f"teacher.img_size={size}",
             "teacher.num_classes=10", f"student.img_size={size}", f"trainer.max_epochs={epochs}",
-            "callbacks.run_report.latency=false", "callbacks.model_checkpoint=null", "logger=csv",
-            f"paths.cache_dir={work / 'cache-sweep'}", f"distill.teacher_mode={mode}", "distill.cache_views=2",
+            "callbacks.run_report.latency=false", "callbacks.model_checkpoint=null", "callbacks.last_checkpoint=null", "logger=csv",
+            f"paths.cache_dir={work / 'cache-sweep'}", f"soft_targets={mode}", *(["soft_targets.views=2"] if mode == "cached" else []),
             f"hydra.sweep.dir={sweep_dir}", "data.batch_size=64"]
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,

@@ -8,18 +8,15 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from .disk import cache_path, npy_damage, write_json
 from .folders import load_rgb
-
-if TYPE_CHECKING:
-    from .data import ImageFiles
 
 log = logging.getLogger(__name__)
 
@@ -129,18 +126,18 @@ class _Views(Sampler):
         return ((i, self.seed, k) for k in range(self.views) for i in range(self.size))
 
 
-def render_views(dataset: ImageFiles, views: int, seed: int, root: Path, batch_size: int = 256,
-                 num_workers: int = 0) -> str:
-    """Render views 0..K-1 of every image of `dataset` (one view size) once, into
-    `root/views-<key>.npy` (K x N x S x S x 3 uint8), and return its path.
+def render_views(dataset: Dataset, view: tuple[str, int], policy: dict, views: int, seed: int, root: Path,
+                 batch_size: int = 256, num_workers: int = 0) -> str:
+    """Render views 0..K-1 of every image of `dataset` (whose samples hold `view` = (name, S) only) once,
+    into `root/views-<key>.npy` (K x N x S x S x 3 uint8), and return its path.
 
     With cached soft targets the student's crops repeat every K epochs; cropping and resizing them again
     each epoch costs training speed on a machine whose cores also run the step (measured in
-    benchmarks/throughput.py). The key covers the file list, the crop policy, the seed and K."""
-    t = dataset.transform
-    ((name, size),) = t.sizes.items()
-    policy = json.dumps({**t.policy(), "seed": seed, "views": views, "bad": sorted(dataset.bad)}, sort_keys=True)
-    path = cache_path(root, "views", dataset.files, hashlib.sha256(policy.encode()), suffix=".npy")
+    benchmarks/throughput.py). The key covers the file list and `policy` (the crops, the seed, K and the
+    files that could not be read)."""
+    name, size = view
+    path = cache_path(root, "views", dataset.files, hashlib.sha256(json.dumps(policy, sort_keys=True).encode()),
+                      suffix=".npy")
     if path.exists():
         if (why := npy_damage(path, (views, len(dataset), size, size, 3), np.uint8)) is None:
             return str(path)

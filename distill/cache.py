@@ -1,5 +1,8 @@
 """Soft-target cache: the teacher's logits for K views of every image, computed once, memory-mapped.
 
+`SoftTargets` (the `soft_targets` config group) says where a run's targets come from: the teacher on every
+training batch ("online") or this cache ("cached"); the validation folder's logits are cached either way.
+
 View k of image i is a pure function of (seed, k, i) (see `data.EpochSampler`), so the crop box and
 flip need not be stored: at epoch e the student gets view e mod K, rebuilt at its own resolution from
 the same parameters, and the cached logits are the teacher's output for exactly that crop.
@@ -25,25 +28,60 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .disk import cache_path, npy_damage, write_json
+from .teacher import FrozenTeacher
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 16  # batches between flushes of logits + progress to disk
 
 
-def fingerprint(teacher: nn.Module, policy: dict, views: int):
-    """A digest of the teacher (its class and weights), the view policy and K; `disk.cache_path` adds the
-    files (paths, then sizes and mtimes)."""
+class SoftTargets:
+    """Where a run's soft targets come from (the `soft_targets` config group).
+
+    Args:
+        root: the caches' folder (`paths.cache_dir`/soft_targets).
+        mode: "online" runs the teacher on every training batch; "cached" computes its logits once for
+            `views` random views (crop + flip) per training image, and epoch e trains on view e mod K.
+            Either way the validation folder's logits (one deterministic view) are computed once, on disk.
+        views: K, cached mode.
+        topk: cached mode: keep each view's k largest logits and one for the rest (`topk_rows`), for
+            teachers with 1,000 classes or more. Validation logits are always whole, for exact metrics.
+        teacher: the teacher as the run runs it (`DistillModule.frozen_teacher`).
+    """
+
+    def __init__(self, root: str | Path, teacher: FrozenTeacher, mode: str = "online", views: int = 4,
+                 topk: int | None = None):
+        if mode not in ("online", "cached"):
+            raise ValueError(f"soft_targets={mode!r}: use online or cached")
+        if views < 1:
+            raise ValueError(f"soft_targets.views={views} must be >= 1")
+        if topk is not None and not 0 < topk < teacher.num_classes:
+            raise ValueError(f"soft_targets.topk={topk} must lie between 1 and the teacher's {teacher.num_classes - 1}")
+        self.root, self.teacher, self.mode, self.views, self.topk = Path(root), teacher, mode, views, topk
+
+    def cached(self, split: str) -> bool:
+        return split == "val" or self.mode == "cached"
+
+    def build(self, split: str, dataset, policy: dict, seed: int, batch_size: int, num_workers: int) -> dict:
+        """Fill or reuse `split`'s cache over `dataset` (its teacher view); returns `build_soft_targets`'s report."""
+        train = split == "train"
+        return build_soft_targets(self.teacher, dataset, self.views if train else 1, self.root, seed, policy,
+                                  batch_size, num_workers, name=split, topk=self.topk if train else None)
+
+
+def fingerprint(teacher: FrozenTeacher, policy: dict, views: int):
+    """A digest of the teacher (its class and weights, and whether it runs in bf16), the view policy and K;
+    `disk.cache_path` adds the files (paths, then sizes and mtimes)."""
     h = hashlib.sha256()
-    h.update(getattr(teacher, "teacher_name", type(teacher).__name__).encode())
-    for name, tensor in sorted(teacher.state_dict().items()):
+    model = teacher.model
+    h.update(getattr(model, "teacher_name", type(model).__name__).encode())
+    for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    h.update(json.dumps({**policy, "views": views}, sort_keys=True).encode())
+    h.update(json.dumps({**policy, "views": views, "bf16": teacher.bf16}, sort_keys=True).encode())
     return h
 
 
@@ -90,16 +128,14 @@ def expand_topk(values: np.ndarray, classes: np.ndarray, num_classes: int) -> np
 
 
 @torch.inference_mode()
-def build_soft_targets(teacher: nn.Module, dataset, views: int, root: str | Path, seed: int, policy: dict,
-                       normalize, batch_size: int = 128, num_workers: int = 1, bf16: bool = False,
-                       name: str = "train", topk: int | None = None) -> dict:
+def build_soft_targets(teacher: FrozenTeacher, dataset, views: int, root: str | Path, seed: int, policy: dict,
+                       batch_size: int = 128, num_workers: int = 1, name: str = "train",
+                       topk: int | None = None) -> dict:
     """Fill (or reuse) the cache for `dataset` (an `ImageFiles` yielding the "teacher" view), with every
-    logit or (`topk`) each row's k largest (`topk_rows`).
+    logit or (`topk`) each row's k largest (`topk_rows`). The teacher runs on its own device.
 
     Returns what the data module needs (`path`, `views`, and with top-k `classes`, `num_classes`) and a
     report: hit, rows computed now (= teacher forward passes), seconds, bytes on disk."""
-    if topk is not None and not 0 < topk < teacher.num_classes:
-        raise ValueError(f"distill.cache_topk={topk} must lie between 1 and the teacher's {teacher.num_classes - 1}")
     folder = cache_path(root, name, dataset.files,
                         fingerprint(teacher, {**policy, **({"topk": topk} if topk else {})}, views))
     report = {"path": str(folder / "logits.npy"), "views": views, "key": folder.name, "hit": True,
@@ -114,8 +150,8 @@ def build_soft_targets(teacher: nn.Module, dataset, views: int, root: str | Path
                     log.warning("soft-target cache %s is damaged (%s): rebuilding it", folder, why)
                     for part in ("complete.json", "logits.npy", "classes.npy", "done.npy"):
                         (folder / part).unlink(missing_ok=True)
-                report.update(_fill(teacher, dataset, shapes, folder, seed, policy, normalize, batch_size,
-                                    num_workers, bf16, topk), hit=False)
+                report.update(_fill(teacher, dataset, shapes, folder, seed, policy, batch_size, num_workers, topk),
+                              hit=False)
     report["bytes"] = sum(f.stat().st_size for f in folder.glob("*.npy"))
     log.info("soft-target cache %s: %s, %.1f MB, %d teacher images now, %.1f s", name,
              "hit" if report["hit"] else "built", report["bytes"] / 1e6, report["teacher_images"], report["build_s"])
@@ -160,7 +196,7 @@ def _damage(folder: Path, shapes: dict) -> str | None:
     return why
 
 
-def _fill(teacher, dataset, shapes, folder, seed, policy, normalize, batch_size, num_workers, bf16, topk) -> dict:
+def _fill(teacher, dataset, shapes, folder, seed, policy, batch_size, num_workers, topk) -> dict:
     start = time.perf_counter()
     if any(npy_damage(folder / f, shape, dtype) for f, (shape, dtype) in shapes.items()):  # new, or cut short
         views, n = shapes["done.npy"][0]
@@ -176,14 +212,10 @@ def _fill(teacher, dataset, shapes, folder, seed, policy, normalize, batch_size,
         log.info("resuming the soft-target cache build: %d of %d rows already done", done.size - len(pending),
                  done.size)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=_Pending(pending, seed), num_workers=num_workers)
-    device = next(teacher.parameters()).device
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    teacher.eval()
     try:
         with _sigterm_exits():
             for b, batch in enumerate(tqdm(loader, desc="teacher soft targets", unit="batch")):
-                with autocast:
-                    out = teacher(normalize(batch["teacher"].to(device))).float().cpu()  # B,C
+                out = teacher(batch["teacher"]).cpu()  # B,C
                 k, i = batch["view"].numpy(), batch["index"].numpy()
                 if topk:
                     out, top = topk_rows(out, topk)
@@ -205,22 +237,3 @@ def _flush(*arrays) -> None:
     for array in arrays:
         if array is not None:
             array.flush()
-
-
-def cache_soft_targets(module, datamodule, root: str | Path) -> dict:
-    """Build or reuse the caches of the training split (`module.cache_views` random views per image) and
-    of the validation split (its one deterministic view), and switch the data module to them. Label-only
-    training (soft_weight 0) needs no training logits."""
-    reports = {}
-    for split, views in (("train", module.cache_views), ("val", 1)):
-        if (split == "val" and datamodule.val_set is None) or (split == "train" and not module.soft_weight):
-            continue
-        dataset, policy = datamodule.teacher_set(split)
-        bf16 = module.use_teacher_bf16
-        reports[split] = build_soft_targets(
-            module.teacher, dataset, views, root, datamodule.seed, {**policy, "bf16": bf16},
-            normalize=lambda x: module.normalize(x, "teacher"), batch_size=2 * datamodule.batch_size,
-            num_workers=datamodule.num_workers, bf16=bf16, name=split,
-            topk=module.cache_topk if split == "train" else None)  # validation: every logit, for exact metrics
-        datamodule.student_view_only(split, reports[split])
-    return reports

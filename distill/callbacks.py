@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 import resource
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from .disk import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,13 @@ class RunReport(pl.Callback):
     def _write_csv(self) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         keys = list(dict.fromkeys(k for row in self.rows for k in row))
-        tmp = self.output_dir / ".metrics.csv.tmp"
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(tmp, self.output_dir / "metrics.csv")
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(self.rows)
+
+        atomic_write(self.output_dir / "metrics.csv", write)
 
     def summary(self) -> dict:
         scored = [r for r in self.rows if r.get(self.monitor) is not None]

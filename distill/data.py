@@ -23,7 +23,7 @@ from timm.data.auto_augment import rand_augment_transform
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .arrays import NpyRows, decode_to_cache, render_views
-from .cache import expand_topk
+from .cache import SoftTargets, expand_topk
 from .folders import (existing_dir, label_subset, labeled_files, load_rgb, record_skipped, report_skipped,
                       scan_images)
 
@@ -375,6 +375,11 @@ class DistillDataModule(pl.LightningDataModule):
             string (see `CropViews`).
         mix: `MixViews` arguments (prob, mixup_alpha, cutmix_alpha, switch_prob): mixup / cutmix of the
             training images, the same for teacher and student (and in the soft-target cache).
+        soft_targets: where the teacher's outputs come from (`cache.SoftTargets`, set by train.py): with it,
+            the validation split (and in cached mode the training split) carries the teacher's logits
+            from disk and the student's view alone; None (teacher training) serves the views as they are.
+        teacher_in_training: False for label-only training: training batches carry the student's view
+            alone, and the teacher never sees a training image.
         skipped_log: where every skipped file is listed with its reason (skipped_files.tsv in the run dir).
         seed: shuffling and augmentation seed (see `EpochSampler`).
         decoded_cache: a folder for decoded uint8 copies of equal-size images (`arrays.decode_to_cache`), so
@@ -390,7 +395,8 @@ class DistillDataModule(pl.LightningDataModule):
                  train_pad: int = 0, train_augment: str | None = None,
                  eval_crop_pct: float = 1.0, pin_memory: bool = False, skipped_log: str | None = None,
                  seed: int = 0, decoded_cache: str | None = None, decoded_max_gb: float = 4.0,
-                 rendered_max_gb: float = 4.0, mix: dict | None = None):
+                 rendered_max_gb: float = 4.0, mix: dict | None = None, soft_targets: SoftTargets | None = None,
+                 teacher_in_training: bool = True):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} must be a positive integer")
@@ -413,6 +419,9 @@ class DistillDataModule(pl.LightningDataModule):
         self.skipped_log = Path(skipped_log) if skipped_log and rank_zero_only.rank == 0 else None
         self.seed, self.decoded_cache = seed, decoded_cache
         self.decoded_max_gb, self.rendered_max_gb = decoded_max_gb, rendered_max_gb
+        self.soft_targets, self.teacher_in_training = soft_targets, teacher_in_training
+        self.soft_target_reports: dict[str, dict] = {}  # split -> `build_soft_targets`'s report
+        self._served: dict[str, ImageFiles] = {}
         if self.skipped_log is not None and self.skipped_log.exists():
             self.skipped_log.unlink()  # a resumed run re-scans; don't count its files twice
         self.train_set, self.val_set = self._build_sets()
@@ -465,23 +474,40 @@ class DistillDataModule(pl.LightningDataModule):
         views = self._views({"teacher": self.image_sizes["teacher"]}, train=split == "train")
         return self._like(dataset, views), dict(split=split, seed=self.seed, **views.policy())
 
-    def student_view_only(self, split: str, soft_targets: dict | None = None) -> None:
-        """Serve the split with the student's view only: with cached teacher logits, or (label-only
-        training) with none, so the teacher's crop is never decoded and resized."""
-        dataset = self.train_set if split == "train" else self.val_set
-        views = self._views({"student": self.image_sizes["student"]}, train=split == "train")
-        cached = self._like(dataset, views, soft_targets)
-        if split == "train" and soft_targets and cached.decoded:
-            size = soft_targets["views"] * len(cached) * 3 * self.image_sizes["student"] ** 2
+    def served(self, split: str) -> ImageFiles:
+        """The split as its loader reads it, built on first use (inside `trainer.fit`, so a cache is filled
+        with the teacher already on the run's device): with the teacher's view (online), with the teacher's
+        cached logits and the student's view, or (label-only training) with the student's view alone."""
+        if split not in self._served:
+            dataset = self.train_set if split == "train" else self.val_set
+            if split == "train" and not self.teacher_in_training:
+                self._served[split] = self._like(dataset, self._views({"student": self.image_sizes["student"]}, True))
+            elif self.soft_targets is not None and self.soft_targets.cached(split):
+                teacher_set, policy = self.teacher_set(split)
+                report = self.soft_targets.build(split, teacher_set, policy, self.seed, 2 * self.batch_size,
+                                                 self.num_workers)
+                self.soft_target_reports[split] = report
+                self._served[split] = self._student_view_with_logits(split, report)
+            else:
+                self._served[split] = dataset
+        return self._served[split]
+
+    def _student_view_with_logits(self, split: str, report: dict) -> ImageFiles:
+        """The split with the student's view and the cached logits; in training, the student's K views are
+        rendered to disk once when they fit `rendered_max_gb`, so the crop is not redone every epoch."""
+        dataset, train = (self.train_set, True) if split == "train" else (self.val_set, False)
+        views = self._views({"student": self.image_sizes["student"]}, train)
+        cached = self._like(dataset, views, report)
+        if train and cached.decoded:
+            size = report["views"] * len(cached) * 3 * self.image_sizes["student"] ** 2
             if size <= self.rendered_max_gb * 1e9:
-                cached.rendered = render_views(self._like(dataset, views), soft_targets["views"], self.seed,
-                                               Path(self.decoded_cache), 4 * self.batch_size, self.num_workers)
+                policy = {**views.policy(), "seed": self.seed, "views": report["views"], "bad": sorted(dataset.bad)}
+                cached.rendered = render_views(self._like(dataset, views), ("student", self.image_sizes["student"]),
+                                               policy, report["views"], self.seed, Path(self.decoded_cache),
+                                               4 * self.batch_size, self.num_workers)
             else:
                 log.info("not rendering the student's views: %.1f GB > data.rendered_max_gb", size / 1e9)
-        if split == "train":
-            self.train_set = cached
-        else:
-            self.val_set = cached
+        return cached
 
     def _views(self, sizes: dict[str, int], train: bool) -> CropViews:
         return CropViews(sizes, train=train, scale=self.train_scale, hflip=self.hflip, crop_pct=self.eval_crop_pct,
@@ -508,7 +534,7 @@ class DistillDataModule(pl.LightningDataModule):
         self._resume = state or None
 
     def train_dataloader(self) -> DataLoader:
-        loader = self._loader(self.train_set, shuffle=True)
+        loader = self._loader(self.served("train"), shuffle=True)
         if resume := self._resume:
             # Continued from a mid-epoch checkpoint: skip what that epoch already trained on (the order is a
             # function of (seed, epoch)), so the run sees exactly the batches an uninterrupted one would.
@@ -519,4 +545,4 @@ class DistillDataModule(pl.LightningDataModule):
         return loader
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []
+        return self._loader(self.served("val"), shuffle=False) if self.val_set is not None else []

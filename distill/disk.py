@@ -8,19 +8,28 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Atomic JSON write: a reader never sees half a file, and concurrent writers (DDP ranks, parallel runs
-    sharing a cache) never share a temporary file."""
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp)`, then rename tmp to `path`: a reader never sees half a file, a crash or a full disk
+    never replaces a finished one, and concurrent writers (DDP ranks, parallel runs sharing a cache) never
+    share a temporary file (its name holds the process id)."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
 
 
 def cache_path(root: str | Path, kind: str, files: Sequence[Path], digest=None, suffix: str = "") -> Path:

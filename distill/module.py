@@ -1,7 +1,6 @@
 """DistillModule: one step of soft-target distillation from a frozen teacher into a student."""
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Callable
 
@@ -14,32 +13,18 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from .fold import fold_batchnorm_in_place
-from .runtime import count_macs
 from .losses import LOSSES, distillation_loss
 from .normalize import Normalize
 from .optim import weight_decay_groups
+from .runtime import bf16_autocast, bf16_fast, count_macs
+from .teacher import FrozenTeacher
 
 log = logging.getLogger(__name__)
 
 # `student_bf16: auto` trains the student under bf16 autocast from this input size and these forward
-# mult-adds per image. Measured here (2 threads, batch 64, fp32 / bf16 step time, with glibc keeping freed
-# memory: distill.runtime): MobileNet v1 alpha 1.0 at 128 / 160 / 224 px 0.87 / 0.95 / 1.23x, alpha 0.75 /
-# 0.5 at 224 px 1.07 / 1.03x, alpha 0.5 at 128 px 0.73x; mobilenetv2_100 at 224 px 1.23x, at 128 px 0.76-0.84x.
-# Small feature maps leave the casts to pay for without faster convolutions to show for it. (Before the
-# allocator setting, bf16 won from 128 px: half-size activations also halved the page faults.)
+# mult-adds per image: below them, small feature maps leave the casts to pay for without faster
+# convolutions to show for it (measured per width and size: BENCHMARKS.md, "Speed").
 BF16_MIN_SIZE, BF16_MIN_MACS = 192, 250e6
-
-
-@functools.cache
-def bf16_fast(device_type: str) -> bool:
-    """Whether bf16 matmuls/convolutions run natively here (CUDA with bf16, or a CPU with AVX512-BF16/AMX)."""
-    if device_type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        return device_type == "cpu" and torch.backends.mkldnn.is_available() and \
-            torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def student_bf16_pays(student: nn.Module) -> bool:
@@ -66,30 +51,20 @@ class DistillModule(pl.LightningModule):
         student_bf16: train the student under bf16 autocast (weights, gradients and the optimizer stay
             fp32; validation runs in fp32, as the exported student will): True, False, or "auto" (where
             bf16 is native and the student is big enough to gain: `student_bf16_pays`).
-        teacher_mode: "online" runs the teacher on every batch; "cached" reads its logits from the
-            soft-target cache (train.py builds it: `distill.cache`), for `cache_views` views per image.
         loss: the soft-target loss, a name in `losses.LOSSES`: kl (Hinton's), kl_std, dist or mse.
-        cache_topk: cached mode: keep each view's k largest teacher logits (and one for the rest) instead
-            of all C (`cache.topk_rows`): for teachers with 1,000 classes or more.
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  temperature: float = 4.0, soft_weight: float = 1.0, hard_weight: float = 0.0,
                  weight_decay: float = 4e-5, channels_last: bool = True, teacher_bf16: bool | str = "auto",
-                 student_bf16: bool | str = "auto", teacher_mode: str = "online", cache_views: int = 4,
-                 loss: str = "kl", cache_topk: int | None = None):
+                 student_bf16: bool | str = "auto", loss: str = "kl"):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"distill.loss={loss!r}: use one of {', '.join(LOSSES)}")
         if temperature <= 0:
             raise ValueError(f"distill.temperature={temperature} must be > 0 (Hinton et al. use 1-20; try 4)")
-        if teacher_mode not in ("online", "cached"):
-            raise ValueError(f"distill.teacher_mode={teacher_mode!r}: use online or cached")
-        for key, value in (("teacher_bf16", teacher_bf16), ("student_bf16", student_bf16)):
-            if value not in (True, False, "auto"):
-                raise ValueError(f"distill.{key}={value!r}: use true, false or auto")
-        if cache_views < 1:
-            raise ValueError(f"distill.cache_views={cache_views} must be >= 1")
+        if student_bf16 not in (True, False, "auto"):
+            raise ValueError(f"distill.student_bf16={student_bf16!r}: use true, false or auto")
         if soft_weight < 0 or hard_weight < 0 or soft_weight + hard_weight == 0:
             raise ValueError("distill.soft_weight and distill.hard_weight must be >= 0, and not both 0")
         self.save_hyperparameters(ignore=["teacher", "student", "optimizer", "scheduler"], logger=False)
@@ -100,12 +75,13 @@ class DistillModule(pl.LightningModule):
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
         self.temperature, self.soft_weight, self.hard_weight = temperature, soft_weight, hard_weight
         self.soft_loss = LOSSES[loss]
-        self.weight_decay, self.teacher_bf16, self.student_bf16 = weight_decay, teacher_bf16, student_bf16
+        self.weight_decay, self.student_bf16 = weight_decay, student_bf16
         self._student_bf16_pays: bool | None = None
-        self.teacher_mode, self.cache_views, self.cache_topk = teacher_mode, cache_views, cache_topk
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.normalizers = nn.ModuleDict({name: Normalize(model, self.memory_format)
                                           for name, model in (("teacher", teacher), ("student", student))})
+        # The teacher as it runs here and in the soft-target cache (`SoftTargets`): one definition of both.
+        self.frozen_teacher = FrozenTeacher(self.teacher, self.normalizers["teacher"], teacher_bf16)
         self.to(memory_format=self.memory_format)
         # The teacher is rebuilt from its own checkpoint, so Lightning checkpoints hold the student only.
         self.strict_loading = False
@@ -119,7 +95,6 @@ class DistillModule(pl.LightningModule):
         self.val_kl = MeanMetric()
         self.val_top1_best, self.val_agreement_best = MaxMetric(), MaxMetric()
         self._reported_teacher = False
-        self._val_teacher: dict[int, torch.Tensor] = {}  # image index -> teacher logits (online mode)
 
     def train(self, mode: bool = True) -> "DistillModule":
         super().train(mode)
@@ -133,10 +108,6 @@ class DistillModule(pl.LightningModule):
         return self.normalizers[name](images)
 
     @property
-    def use_teacher_bf16(self) -> bool:
-        return bf16_fast(self.device.type) if self.teacher_bf16 == "auto" else bool(self.teacher_bf16)
-
-    @property
     def use_student_bf16(self) -> bool:
         if self.student_bf16 != "auto":
             return bool(self.student_bf16)
@@ -147,21 +118,16 @@ class DistillModule(pl.LightningModule):
             log.info("student under bf16 autocast: %s (distill.student_bf16=auto)", self._student_bf16_pays)
         return self._student_bf16_pays
 
-    def _bf16(self, enabled: bool) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
-
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), self._bf16(self.use_teacher_bf16):
-            logits = self.teacher(self.normalize(images, "teacher")).float()
-        return logits.clone()  # an ordinary tensor again, usable as a constant in autograd
+        return self.frozen_teacher(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.normalize(images, "student")
-        with self._bf16(self.training and self.use_student_bf16):
+        with bf16_autocast(self.device, self.training and self.use_student_bf16):
             return self.student(x).float()  # (a no-op in fp32)
 
     def _teacher_out(self, batch: dict) -> torch.Tensor:
-        if "teacher_logits" in batch:  # from the soft-target cache
+        if "teacher_logits" in batch:  # from the soft-target cache (always, for validation: `SoftTargets`)
             return batch["teacher_logits"].float()
         return self.teacher_logits(batch["teacher"])
 
@@ -180,20 +146,8 @@ class DistillModule(pl.LightningModule):
             self.log("train/loss", loss, prog_bar=True, batch_size=len(s_logits))
         return loss
 
-    def _val_teacher_out(self, batch: dict) -> torch.Tensor:
-        """The validation crops are deterministic, so the online teacher runs on them once per run;
-        later epochs reuse its logits (kept per image index, fp16)."""
-        if "teacher_logits" in batch:
-            return batch["teacher_logits"].float()
-        keys = batch["index"].tolist()
-        if all(k in self._val_teacher for k in keys):
-            return torch.stack([self._val_teacher[k] for k in keys]).to(self.device, torch.float32)
-        logits = self.teacher_logits(batch["teacher"])
-        self._val_teacher.update(zip(keys, logits.to("cpu", torch.float16)))
-        return logits
-
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        t_logits = self._val_teacher_out(batch)
+        t_logits = self._teacher_out(batch)
         s_logits = self(batch["student"])
         labels = batch["label"]
         self.val_top1.update(s_logits, labels)

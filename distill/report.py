@@ -41,7 +41,8 @@ def collect(sweep_dir: str | Path) -> list[dict]:
         row = {"run": job.name, "status": "failed", "student": config.student.name,
                "trained_on": "labels" if labels_only else "teacher",
                "label_fraction": OmegaConf.select(config, "data.label_fraction", default=1.0),
-               "alpha": config.student.alpha, "img_size": config.student.img_size, "overrides": " ".join(overrides)}
+               "alpha": config.student.alpha if config.student.name == "mobilenet_v1" else None,
+               "img_size": config.student.img_size, "overrides": " ".join(overrides)}
         summary_file = job / "summary.json"
         if summary_file.exists():
             s = json.loads(summary_file.read_text())
@@ -52,7 +53,7 @@ def collect(sweep_dir: str | Path) -> list[dict]:
             row.update(teacher_images=cache["teacher_images"] if cache else
                        0 if labels_only else epochs * s.get("train_images", 0),
                        teacher_mode="cached" if cache or labels_only else "online")
-            row.update(status="ok", img_size=s.get("img_size", row["img_size"]), epoch=final.get("epoch"),
+            row.update(status="ok", epoch=final.get("epoch"), **{k: s.get(k, row[k]) for k in ("student", "alpha", "img_size")},
                        epochs=epochs if final else None,
                        params_m=cost.get("params", 0) / 1e6, macs_m=cost.get("macs", 0) / 1e6,
                        latency_ms_b1=cost.get("latency_ms_b1"), top1=_pct(final.get("val/top1")),
@@ -62,7 +63,8 @@ def collect(sweep_dir: str | Path) -> list[dict]:
         rows.append(row)
     # Case by case, widest and largest first, whatever the job directories are called (numbers, or names
     # from hydra.sweep.subdir when several multiruns share one sweep directory).
-    rows.sort(key=lambda r: (-r["label_fraction"], r["trained_on"] != "teacher", -(r["img_size"] or 0), -r["alpha"]))
+    rows.sort(key=lambda r: (-r["label_fraction"], r["trained_on"] != "teacher", -(r["img_size"] or 0),
+                             r["student"], -(r["alpha"] or 0)))
     _add_deltas(rows)
     return rows
 
@@ -71,17 +73,33 @@ def _case(r: dict) -> tuple:
     return r["trained_on"], r["label_fraction"], r["img_size"]
 
 
+def student_identity(model) -> dict:
+    """The student's name, width and resolution as the built model says: timm's `pretrained_cfg`, and
+    `alpha` where the model has one (the paper's MobileNet v1); None for timm models, whose width is part
+    of their name. Reports read these, never the config, so every kind of student is labelled right."""
+    cfg = model.pretrained_cfg
+    return {"student": cfg.get("architecture", type(model).__name__), "alpha": getattr(model, "alpha", None),
+            "img_size": cfg["input_size"][-1]}
+
+
+def _width(r: dict) -> str:
+    return "–" if r["alpha"] is None else f"{r['alpha']:.2f}"
+
+
 def _add_deltas(rows: list[dict]) -> None:
-    """Top-1 differences to the widest (alpha = 1.0) student of the same case and resolution, to the
-    label-only twin (same alpha, resolution and labels), and to the teacher."""
+    """Top-1 differences to the widest (alpha = 1.0) student of the same kind, case and resolution, to the
+    label-only twin (same student, alpha, resolution and labels), and to the teacher."""
     ok = [r for r in rows if r["status"] == "ok" and r.get("top1") is not None]
     for r in ok:
-        base = [b for b in ok if b["alpha"] == 1.0 and _case(b) == _case(r)]
-        twin = [b for b in ok if b["trained_on"] == "labels" and r["trained_on"] == "teacher" and
-                (b["alpha"], b["img_size"], b["label_fraction"]) == (r["alpha"], r["img_size"], r["label_fraction"])]
+        base = [b for b in ok if b["alpha"] == 1.0 and b["student"] == r["student"] and _case(b) == _case(r)]
+        twin = [b for b in ok if b["trained_on"] == "labels" and r["trained_on"] == "teacher" and _twin(b) == _twin(r)]
         r["d_top1_vs_alpha1"] = r["top1"] - base[0]["top1"] if base else None
         r["d_top1_vs_labels"] = r["top1"] - twin[0]["top1"] if twin else None
         r["d_top1_vs_teacher"] = r["top1"] - r["teacher_top1"] if r.get("teacher_top1") is not None else None
+
+
+def _twin(r: dict) -> tuple:
+    return r["student"], r["alpha"], r["img_size"], r["label_fraction"]
 
 
 def _trained_on(r: dict) -> str:
@@ -107,7 +125,7 @@ def to_markdown(rows: list[dict], title: str) -> str:
              "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(
-            f"| {r['run']}: {r['alpha']:.2f} {r['student']}-{r['img_size']} | {r['alpha']:.2f} | {r['img_size']} "
+            f"| {r['run']}: {r['student']}-{r['img_size']} | {_width(r)} | {r['img_size']} "
             f"| {_fmt(r.get('params_m'), 3)} | {_fmt(r.get('macs_m'), 2)} | {_fmt(r.get('latency_ms_b1'), 2)} "
             f"| {_trained_on(r)} | {_fmt(r.get('epochs'))} | {_fmt(r.get('top1'))} | {_fmt(r.get('agreement'))} "
             f"| {_fmt(r.get('d_top1_vs_alpha1'))} | {_fmt(r.get('d_top1_vs_labels'))} "
@@ -123,7 +141,7 @@ def to_markdown(rows: list[dict], title: str) -> str:
                 f"{len(distilled)} distilled runs).")
     else:
         note = (f"Teacher forward passes over training images: {passes:,} (online teacher: every run ran it on "
-                f"every image of every epoch; distill.teacher_mode=cached runs it once for the whole sweep).")
+                f"every image of every epoch; soft_targets=cached runs it once for the whole sweep).")
     lines += ["", note]
     return "\n".join(lines) + "\n"
 
@@ -135,14 +153,14 @@ def comparison(rows: list[dict]) -> list[str]:
     if not {"teacher", "labels"} <= {r["trained_on"] for r in ok}:
         return []
     fractions = sorted({r["label_fraction"] for r in ok}, reverse=True)
-    grid = sorted({(r["img_size"], r["alpha"]) for r in ok}, key=lambda k: (-k[0], -k[1]))
+    grid = sorted({(r["img_size"], r["student"], r["alpha"]) for r in ok}, key=lambda k: (-k[0], k[1], -(k[2] or 0)))
 
-    def find(trained_on: str, fraction: float, size: int, alpha: float) -> dict | None:
-        return next((r for r in ok if (r["trained_on"], r["label_fraction"], r["img_size"], r["alpha"]) ==
-                     (trained_on, fraction, size, alpha)), None)
+    def find(trained_on: str, fraction: float, key: tuple) -> dict | None:
+        return next((r for r in ok if (r["trained_on"], r["label_fraction"]) == (trained_on, fraction) and
+                     (r["img_size"], r["student"], r["alpha"]) == key), None)
 
-    head = "| α | resolution | Million Params | Million Mult-Adds | ms (b1) |"
-    rule = "|---:|---:|---:|---:|---:|"
+    head = "| student | α | resolution | Million Params | Million Mult-Adds | ms (b1) |"
+    rule = "|---|---:|---:|---:|---:|---:|"
     for f in fractions:
         teacher = next((r["teacher_top1"] for r in ok if r["label_fraction"] == f and r.get("teacher_top1")), None)
         share = f"{100 * f:.0f} %"
@@ -150,12 +168,12 @@ def comparison(rows: list[dict]) -> list[str]:
                  f"| labels only ({share}) top-1 | Δ |")
         rule += "---:|---:|---:|"
     lines = ["", "## Distilled (no labels) vs trained on labels alone", "", head, rule]
-    for size, alpha in grid:
-        any_row = next(r for r in ok if (r["img_size"], r["alpha"]) == (size, alpha))
-        line = (f"| {alpha:.2f} | {size} | {_fmt(any_row.get('params_m'), 3)} | {_fmt(any_row.get('macs_m'), 2)} "
+    for key in grid:
+        any_row = next(r for r in ok if (r["img_size"], r["student"], r["alpha"]) == key)
+        line = (f"| {any_row['student']} | {_width(any_row)} | {key[0]} | {_fmt(any_row.get('params_m'), 3)} | {_fmt(any_row.get('macs_m'), 2)} "
                 f"| {_fmt(any_row.get('latency_ms_b1'), 2)} |")
         for f in fractions:
-            d, lab = find("teacher", f, size, alpha), find("labels", f, size, alpha)
+            d, lab = find("teacher", f, key), find("labels", f, key)
             line += (f" {_fmt(d['top1']) if d else '–'} / {_fmt(d['agreement']) if d else '–'} "
                      f"| {_fmt(lab['top1']) if lab else '–'} "
                      f"| {_fmt(d['top1'] - lab['top1']) if d and lab else '–'} |")
@@ -192,7 +210,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
                 markersize=7, linestyle="-" if distilled else "--", linewidth=1,
                 label=f"{what}: {_trained_on(pts[0][2])}, {case[2]} px")
         for x, y, r in pts:
-            text = f"α {r['alpha']:g}"
+            text = r["student"] if r["alpha"] is None else f"α {r['alpha']:g}"
             if any(t == text and x0 == x and abs(y0 - y) < 0.02 * span for x0, y0, t in labelled):
                 continue  # two series meet at this student: one label, not two printed over each other
             labelled.append((x, y, text))
@@ -281,7 +299,8 @@ def result_table(summary: dict) -> str:
         return f"{100 * final[key]:.1f}%" if final.get(key) is not None else "n/a"
 
     rows = [("teacher", summary["teacher"]), ("teacher top-1", pct("val/teacher_top1")),
-            (f"student {summary['student']} alpha={summary['alpha']} {summary['img_size']}px", ""),
+            (f"student {summary['student']}" + (f" alpha={summary['alpha']}" if summary["alpha"] is not None else "")
+             + f" {summary['img_size']}px", ""),
             ("student top-1", pct("val/top1")), ("agreement with teacher", pct("val/agreement")),
             ("params", f"{cost['params'] / 1e6:.3f} M"), ("mult-adds", f"{cost['macs'] / 1e6:.2f} M"),
             ("student file", summary["student_file"])]

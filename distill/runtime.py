@@ -1,6 +1,6 @@
 """The machine and what a model asks of it: process-wide CPU settings that make training steps faster
-(train.py and the benchmark's bare loop call `fast_cpu_defaults()` once, before any model work), and a
-model's forward mult-adds."""
+(train.py and the benchmark's bare loop call `fast_cpu_defaults()` once, before any model work), whether
+bf16 is native, and a model's forward mult-adds."""
 from __future__ import annotations
 
 import ctypes
@@ -71,3 +71,20 @@ def count_macs(model: nn.Module, img_size: int) -> int:
         model(x)
     model.train(was_training)
     return counter.get_total_flops() // 2
+
+
+@functools.cache
+def bf16_fast(device_type: str) -> bool:
+    """Whether bf16 matmuls/convolutions run natively here (CUDA with bf16, or a CPU with AVX512-BF16/AMX)."""
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return device_type == "cpu" and torch.backends.mkldnn.is_available() and \
+            torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def bf16_autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """bf16 autocast on `device` (a no-op when not enabled): the one helper every model's forward uses."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

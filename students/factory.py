@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import timm
 from safetensors.torch import save_file
 from torch import nn
+
+from distill.disk import atomic_write
 
 V1_PREFIX = "mobilenet_v1"
 SMALL_INPUT = 96  # below this, a stride-2 stem leaves too little spatial extent (1x1 at 32 px)
@@ -65,18 +65,6 @@ def create_student(
     return model
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write via a temp file in the same folder + rename, so a crash never leaves a truncated file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_student(model: nn.Module, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write `path` (.safetensors) and its sidecar `path.with_suffix('.json')`; returns the weights path."""
     path = Path(path).with_suffix(".safetensors")
@@ -96,8 +84,8 @@ def save_student(model: nn.Module, path: str | Path, extra: dict[str, Any] | Non
     meta.update(extra or {})
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     text = json.dumps(meta, indent=2, default=str)
-    _atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"student": text}))
-    _atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text + "\n"))
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"student": text}))
+    atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(text + "\n"))
     return path
 
 

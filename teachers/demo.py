@@ -2,7 +2,7 @@
 
 Both are built on first use in `paths.demo_dir` and reused by later runs, so `python train.py` works
 offline on a fresh machine. Only what the run's config points at is built. The teacher is trained like
-any other, by `train.py task=teacher` (`experiment=demo_teacher`, run as a recipe's teacher stage).
+any other, by `train_teacher.py experiment=demo_teacher`, run as a recipe's teacher stage.
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def prepare(root: str, wanted: Sequence[str | None], teacher_name: str = "resnet
     inside = [p for p in wanted_paths if p.is_relative_to(root)]
     if not inside or all(p.exists() for p in inside):
         return
-    data_root = make_shapes(root / "shapes")
+    make_shapes(root / "shapes")
     teacher_file = root / "teacher" / "teacher.safetensors"
     if teacher_file in inside and not teacher_file.exists():
         log.info("training the demo teacher (%s, %d epochs); cached for later runs in %s", teacher_name,

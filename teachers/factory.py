@@ -6,7 +6,6 @@ num_classes, input size, mean/std, class names) and/or `classes.txt` (one class 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,6 +14,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from timm.data import resolve_model_data_config
 from torch import nn
+
+from distill.disk import atomic_write
 
 from .subset import class_subset
 
@@ -158,13 +159,9 @@ def save_teacher(model: nn.Module, path: str | Path, name: str, val_top1: float 
     label_names = list(model.pretrained_cfg.get("label_names") or [])
     meta = dict(name=name, num_classes=model.num_classes, img_size=cfg["input_size"][-1], mean=list(cfg["mean"]),
                 std=list(cfg["std"]), label_names=label_names or None, val_top1=val_top1)
-    def atomic(target: Path, write) -> None:  # temp file + rename: a crash never leaves half a file
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        write(tmp)
-        tmp.replace(target)
-
-    atomic(path, lambda tmp: save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp)))
-    atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp)))
+    atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
     if label_names:
-        atomic(path.parent / "classes.txt", lambda tmp: tmp.write_text("\n".join(label_names) + "\n"))
+        atomic_write(path.parent / "classes.txt", lambda tmp: tmp.write_text("\n".join(label_names) + "\n"))
     return path

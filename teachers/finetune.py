@@ -1,4 +1,4 @@
-"""TeacherModule: train or fine-tune a timm classifier on a labeled folder (`python train.py task=teacher`)."""
+"""TeacherModule: train or fine-tune a timm classifier on a labeled folder (`python train_teacher.py`)."""
 from __future__ import annotations
 
 from typing import Callable

@@ -1,4 +1,4 @@
-"""A recipe's teacher stage: train the teacher once with `train.py task=teacher`, then distil from its file.
+"""A recipe's teacher stage: train the teacher once with `train_teacher.py`, then distil from its file.
 
 Configured as `teacher_stage` (conf/teacher_stage/recipe.yaml): every job of a sweep calls it, the
 first one trains, later ones (and later sweeps) find the file and go on. The stage is an ordinary run of
@@ -24,8 +24,8 @@ class StageFailed(UserError):
 
 
 def ensure_teacher(checkpoint_path: str, overrides: Sequence[str], extra: Sequence[str] = (),
-                   entry: str = "train") -> Path:
-    """Return `checkpoint_path`, first training it with `python -m {entry} task=teacher *overrides *extra` if missing.
+                   entry: str = "train_teacher") -> Path:
+    """Return `checkpoint_path`, first training it with `python -m {entry} *overrides *extra` if missing.
 
     The file must be named teacher.safetensors: the stage writes it into its run directory."""
     path = Path(checkpoint_path).expanduser().resolve()
@@ -40,7 +40,7 @@ def ensure_teacher(checkpoint_path: str, overrides: Sequence[str], extra: Sequen
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel jobs of a sweep: one trains, the others wait for its file
         if path.is_file():
             return path
-        command = [sys.executable, "-m", entry, "task=teacher", *overrides, *extra, f"hydra.run.dir={run_dir}"]
+        command = [sys.executable, "-m", entry, *overrides, *extra, f"hydra.run.dir={run_dir}"]
         last = run_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
             command.append(f"resume={last}")

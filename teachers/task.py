@@ -1,16 +1,15 @@
-"""`train.py task=teacher`: a timm teacher trained on a labeled folder and written as a teacher file."""
+"""`train_teacher.py`: a timm teacher trained on a labeled folder and written as a teacher file."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
 
-import lightning.pytorch as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from timm.data import resolve_model_data_config
 
 from distill.disk import write_json
+from distill.entry import build_trainer
 from distill.errors import user_errors
 from distill.folders import class_folders
 
@@ -19,13 +18,13 @@ from .factory import describe, for_classes, save_teacher
 log = logging.getLogger("train")
 
 
-def train_teacher(cfg: DictConfig, checkpoint: str | None, build_trainer: Callable[[DictConfig], pl.Trainer]) -> dict:
-    """`task=teacher`: train `cfg.teacher` on the labeled `cfg.data.train_dir` with `cfg.finetune`, then
+def train_teacher(cfg: DictConfig, checkpoint: str | None) -> dict:
+    """Train `cfg.teacher` on the labeled `cfg.data.train_dir` with `cfg.finetune`, then
     write the teacher file (the better of the raw and EMA weights) and summary.json."""
     output_dir = Path(cfg.paths.output_dir)
     with user_errors():
         if not cfg.data.train_dir:
-            raise ValueError("task=teacher needs data.train_dir=LABELED_FOLDER (ImageFolder layout)")
+            raise ValueError("train_teacher.py needs data.train_dir=LABELED_FOLDER (ImageFolder layout)")
         classes = class_folders(cfg.data.train_dir)
         teacher = for_classes(instantiate(cfg.teacher), classes)
         size = resolve_model_data_config(teacher)["input_size"][-1]

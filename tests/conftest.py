@@ -44,16 +44,16 @@ def folders(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def teacher_file(tmp_path_factory) -> Path:
-    """A random-weight timm `test_resnet` teacher for CLASSES at 16 px, saved the way task=teacher saves."""
+    """A random-weight timm `test_resnet` teacher for CLASSES at 16 px, saved the way train_teacher.py saves."""
     torch.manual_seed(0)
     model = timm.create_model("test_resnet", pretrained=False, num_classes=len(CLASSES),
                               pretrained_cfg_overlay=dict(input_size=(3, 16, 16)))
     return save_teacher(for_classes(model, CLASSES), tmp_path_factory.mktemp("teacher") / "teacher", "test_resnet")
 
 
-def compose_cfg(overrides: list[str]):
+def compose_cfg(overrides: list[str], config_name: str = "train"):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name=config_name, overrides=overrides)
 
 
 @pytest.fixture
@@ -68,6 +68,20 @@ def make_cfg(tmp_path, folders, teacher_file):
             f"data.unlabeled_dir={folders['train']}", f"data.val_dir={folders['val']}", *teacher,
             "student.alpha=0.25", "student.img_size=16", "debug=fast", "logger=csv", *overrides,
         ])
+
+    return make
+
+
+@pytest.fixture
+def make_teacher_cfg(tmp_path, folders):
+    """train_teacher.py's real config for a few-step run of a `test_resnet` teacher on the tiny folders."""
+
+    def make(*overrides: str, output_dir: Path | None = None):
+        return compose_cfg([
+            f"paths.output_dir={output_dir or tmp_path / 'teacher_run'}", f"paths.cache_dir={tmp_path / 'cache'}",
+            f"data.train_dir={folders['train']}", f"data.val_dir={folders['val']}", "teacher.name=test_resnet",
+            "teacher.img_size=16", "debug=fast", "logger=csv", *overrides,
+        ], config_name="train_teacher")
 
     return make
 

@@ -1,12 +1,24 @@
-"""Test-only callbacks that simulate failures inside a real run (added with +callbacks.NAME overrides)."""
+"""Test helpers: train.py run as a command, and callbacks that simulate failures inside a real run (added
+with +callbacks.NAME overrides)."""
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(args: list[str], entry: str = "train.py", **kw) -> subprocess.CompletedProcess:
+    """`python train.py ARGS` (or another entry point) from the project root, as a user runs it."""
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, entry, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=env, **kw)
 
 
 class CrashOnce(pl.Callback):

@@ -10,28 +10,46 @@ from torch.utils.data import DataLoader
 
 import train
 from distill.arrays import NpyRows
-from distill.cache import build_soft_targets, cache_soft_targets
+from distill.cache import SoftTargets, build_soft_targets
 from distill.data import DistillDataModule
 from distill.module import DistillModule
 from students import create_student
 from teachers import create_teacher
 
 
+def _module(teacher, img_size=16) -> DistillModule:
+    return DistillModule(teacher, create_student(3, alpha=0.25, img_size=img_size), torch.optim.SGD)
+
+
+def cached_data(module, root, views=3, topk=None, sizes=(16, 16), **kwargs) -> DistillDataModule:
+    """A data module that serves the training split from `module`'s teacher's soft-target cache in `root`."""
+    return DistillDataModule({"teacher": sizes[0], "student": sizes[1]}, batch_size=kwargs.pop("batch_size", 8),
+                             num_workers=0, soft_targets=SoftTargets(root, module.frozen_teacher, "cached", views, topk),
+                             **kwargs)
+
+
+def fill(dm: DistillDataModule) -> dict:
+    """The caches built as `trainer.fit` builds them: when the loaders first ask for their splits."""
+    for split in ("train", "val") if dm.val_set is not None else ("train",):
+        dm.served(split)
+    return dm.soft_target_reports
+
+
 @pytest.fixture
-def setup(folders, teacher_file):
+def setup(folders, teacher_file, tmp_path):
     teacher = create_teacher("test_resnet", checkpoint_path=str(teacher_file))
-    dm = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folders["train"]),
-                           val_dir=str(folders["val"]), class_names=["ant", "bee", "cat"], batch_size=8, num_workers=0)
-    module = DistillModule(teacher, create_student(3, alpha=0.25, img_size=16), torch.optim.SGD,
-                           teacher_mode="cached", cache_views=3)
+    module = _module(teacher)
+    dm = cached_data(module, tmp_path, unlabeled_dir=str(folders["train"]), val_dir=str(folders["val"]),
+                     class_names=["ant", "bee", "cat"])
     return teacher, dm, module
 
 
-def test_cached_logits_are_the_teachers_output_for_the_same_view(setup, tmp_path):
+def test_cached_logits_are_the_teachers_output_for_the_same_view(setup):
     teacher, dm, module = setup
     online_set, _ = dm.teacher_set("train")
-    reports = cache_soft_targets(module, dm, tmp_path)
+    reports = fill(dm)
     assert reports["train"]["teacher_images"] == 3 * len(online_set) and not reports["train"]["hit"]
+    assert reports["val"]["views"] == 1 and reports["val"]["teacher_images"] == len(dm.val_set)
     loader = dm.train_dataloader()
     for epoch in (0, 4):  # epoch 4 trains on view 4 mod 3 = 1
         loader.sampler.set_epoch(epoch)
@@ -45,27 +63,22 @@ def test_cached_logits_are_the_teachers_output_for_the_same_view(setup, tmp_path
 
 def test_cache_is_reused_and_invalidated(setup, tmp_path, folders):
     teacher, dm, module = setup
-    first = cache_soft_targets(module, dm, tmp_path)
-    dm2 = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folders["train"]),
-                            val_dir=str(folders["val"]), class_names=["ant", "bee", "cat"], batch_size=8, num_workers=0)
-    again = cache_soft_targets(module, dm2, tmp_path)
-    assert again["train"]["hit"] and again["train"]["teacher_images"] == 0
+    first = fill(dm)
+    again = fill(cached_data(module, tmp_path, unlabeled_dir=str(folders["train"]), val_dir=str(folders["val"]),
+                             class_names=["ant", "bee", "cat"]))
+    assert again["train"]["hit"] and again["train"]["teacher_images"] == 0 and again["val"]["hit"]
     assert again["train"]["key"] == first["train"]["key"]
 
-    other = create_teacher("test_resnet", num_classes=3)  # same architecture, other weights
-    dm3 = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folders["train"]), batch_size=8,
-                            num_workers=0)
-    other_module = DistillModule(other, create_student(3, img_size=16), torch.optim.SGD, teacher_mode="cached",
-                                 cache_views=3)
-    changed = cache_soft_targets(other_module, dm3, tmp_path)
+    other = _module(create_teacher("test_resnet", num_classes=3))  # same architecture, other weights
+    changed = fill(cached_data(other, tmp_path, unlabeled_dir=str(folders["train"])))
     assert not changed["train"]["hit"] and changed["train"]["key"] != first["train"]["key"]
 
 
 def test_killed_build_resumes_without_recomputing(setup, tmp_path, monkeypatch):
     teacher, dm, module = setup
     dataset, policy = dm.teacher_set("train")
-    norm = lambda x: module.normalize(x, "teacher")  # noqa: E731
-    clean = build_soft_targets(teacher, dataset, 2, tmp_path / "clean", 0, policy, norm, batch_size=8, num_workers=0)
+    run = module.frozen_teacher
+    clean = build_soft_targets(run, dataset, 2, tmp_path / "clean", 0, policy, batch_size=8, num_workers=0)
 
     calls = {"n": 0}
     forward = teacher.forward
@@ -79,12 +92,11 @@ def test_killed_build_resumes_without_recomputing(setup, tmp_path, monkeypatch):
     monkeypatch.setattr("distill.cache.FLUSH_EVERY", 1)
     monkeypatch.setattr(teacher, "forward", dies_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
-        build_soft_targets(teacher, dataset, 2, tmp_path / "resumed", 0, policy, norm, batch_size=8, num_workers=0)
+        build_soft_targets(run, dataset, 2, tmp_path / "resumed", 0, policy, batch_size=8, num_workers=0)
     folder = next((tmp_path / "resumed").iterdir())
     assert not (folder / "complete.json").exists()  # a half-written cache is never read as complete
     monkeypatch.setattr(teacher, "forward", forward)
-    resumed = build_soft_targets(teacher, dataset, 2, tmp_path / "resumed", 0, policy, norm, batch_size=8,
-                                 num_workers=0)
+    resumed = build_soft_targets(run, dataset, 2, tmp_path / "resumed", 0, policy, batch_size=8, num_workers=0)
     assert resumed["teacher_images"] == 2 * len(dataset) - 2 * 8  # the two finished batches are not redone
     np.testing.assert_array_equal(np.load(resumed["path"]), np.load(clean["path"]))
 
@@ -94,7 +106,6 @@ def test_sigterm_during_the_build_exits_and_the_next_run_resumes(setup, tmp_path
 
     teacher, dm, module = setup
     dataset, policy = dm.teacher_set("train")
-    norm = lambda x: module.normalize(x, "teacher")  # noqa: E731
     calls, forward = {"n": 0}, teacher.forward
 
     def terminated_on_third_batch(x):
@@ -106,11 +117,12 @@ def test_sigterm_during_the_build_exits_and_the_next_run_resumes(setup, tmp_path
     monkeypatch.setattr(teacher, "forward", terminated_on_third_batch)
     handler = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as stop:
-        build_soft_targets(teacher, dataset, 2, tmp_path, 0, policy, norm, batch_size=8, num_workers=0)
+        build_soft_targets(module.frozen_teacher, dataset, 2, tmp_path / "st", 0, policy, batch_size=8, num_workers=0)
     assert stop.value.code == 128 + signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is handler  # the build's own handler is gone
     monkeypatch.setattr(teacher, "forward", forward)
-    resumed = build_soft_targets(teacher, dataset, 2, tmp_path, 0, policy, norm, batch_size=8, num_workers=0)
+    resumed = build_soft_targets(module.frozen_teacher, dataset, 2, tmp_path / "st", 0, policy, batch_size=8,
+                                 num_workers=0)
     assert resumed["teacher_images"] == 2 * len(dataset) - 2 * 8  # the two batches before the signal are kept
 
 
@@ -120,12 +132,11 @@ def test_damaged_cache_is_rebuilt_not_read(setup, tmp_path, damage):
     marked done: the cache is checked against its recorded shape and size and rebuilt."""
     teacher, dm, module = setup
     dataset, policy = dm.teacher_set("train")
-    norm = lambda x: module.normalize(x, "teacher")  # noqa: E731
-    build = lambda: build_soft_targets(teacher, dataset, 2, tmp_path, 0, policy, norm, batch_size=8,  # noqa: E731
-                                       num_workers=0)
+    build = lambda: build_soft_targets(module.frozen_teacher, dataset, 2, tmp_path / "st", 0, policy,  # noqa: E731
+                                       batch_size=8, num_workers=0)
     clean = build()
     expected = np.load(clean["path"]).copy()
-    logits = tmp_path / clean["key"] / "logits.npy"
+    logits = tmp_path / "st" / clean["key"] / "logits.npy"
     if damage == "truncated":
         os.truncate(logits, logits.stat().st_size - 7)
     elif damage == "grown":
@@ -134,7 +145,7 @@ def test_damaged_cache_is_rebuilt_not_read(setup, tmp_path, damage):
     elif damage == "wrong_shape":
         np.save(logits, np.zeros((2, len(dataset), 5), np.float16))
     else:
-        done = np.load(tmp_path / clean["key"] / "done.npy", mmap_mode="r+")
+        done = np.load(tmp_path / "st" / clean["key"] / "done.npy", mmap_mode="r+")
         done[1, 3] = 0
         done.flush()
     rebuilt = build()
@@ -161,7 +172,7 @@ def test_damaged_decoded_cache_is_decoded_again(tmp_path):
 
 
 def test_cached_mode_end_to_end(make_cfg, tmp_path):
-    summary = train.train(make_cfg("distill.teacher_mode=cached", "distill.cache_views=2"))
+    summary = train.train(make_cfg("soft_targets=cached", "soft_targets.views=2"))
     assert summary["soft_target_cache"]["train"]["views"] == 2
     assert summary["final"]["val/teacher_top1"] is not None
     assert (tmp_path / "cache" / "soft_targets").is_dir()
@@ -179,36 +190,34 @@ def test_rendered_student_views_equal_the_crops_made_each_epoch(teacher_file, fo
         PILImage.open(f).convert("RGB").resize((20, 20)).save(root / f"{i:02d}.png")
     (root / "99.png").write_bytes((root / "00.png").read_bytes()[:60])  # header fine, pixels cut off
 
+    module = _module(create_teacher("test_resnet", checkpoint_path=str(teacher_file)))
+
     def run(folder=root, **kwargs):
-        teacher = create_teacher("test_resnet", checkpoint_path=str(teacher_file))
-        dm = DistillDataModule({"teacher": 20, "student": 16}, unlabeled_dir=str(folder), batch_size=4,
-                               num_workers=0, **kwargs)
-        module = DistillModule(teacher, create_student(3, alpha=0.25, img_size=16), torch.optim.SGD,
-                               teacher_mode="cached", cache_views=3)
-        cache_soft_targets(module, dm, tmp_path / "soft")
+        dm = cached_data(module, tmp_path / "soft", sizes=(20, 16), unlabeled_dir=str(folder), batch_size=4, **kwargs)
+        fill(dm)
         return dm
 
     plain, rendered = run(), run(decoded_cache=str(tmp_path / "decoded"))
-    assert plain.train_set.rendered is None and rendered.train_set.rendered
-    assert rendered.train_set.bad, "the truncated file is known from the decoded cache"
+    assert plain.served("train").rendered is None and rendered.served("train").rendered
+    assert rendered.served("train").bad, "the truncated file is known from the decoded cache"
     (views,) = list((tmp_path / "decoded").glob("views-*.npy"))
     assert np.load(views, mmap_mode="r").shape == (3, len(rendered.train_set), 16, 16, 3)
     for epoch in (0, 1, 2, 3, 7):  # view = epoch mod 3
         for index in range(len(rendered.train_set)):
             key = (index, 0, epoch)
-            a, b = plain.train_set[key], rendered.train_set[key]
+            a, b = plain.served("train")[key], rendered.served("train")[key]
             assert torch.equal(a["student"], b["student"]) and a["view"] == b["view"] == epoch % 3
             assert torch.equal(a["teacher_logits"], b["teacher_logits"]) and a["label"] == b["label"]
     mtime = views.stat().st_mtime_ns
     again = run(decoded_cache=str(tmp_path / "decoded"))
-    assert again.train_set.rendered == str(views) and views.stat().st_mtime_ns == mtime
+    assert again.served("train").rendered == str(views) and views.stat().st_mtime_ns == mtime
     small = run(decoded_cache=str(tmp_path / "decoded"), rendered_max_gb=1e-6)
-    assert small.train_set.rendered is None  # over the size limit: cropped each epoch instead
+    assert small.served("train").rendered is None  # over the size limit: cropped each epoch instead
 
     # Without bad images a batch is read whole (one read per array), equal to the per-sample batch.
     (root / "99.png").unlink()
     plain, rendered = run(), run(decoded_cache=str(tmp_path / "decoded"))
-    assert not rendered.train_set.bad
+    assert not rendered.served("train").bad
     loaders = [plain.train_dataloader(), rendered.train_dataloader()]
     assert loaders[1].num_workers == 0  # rendered views load in the main process by default
     for loader in loaders:
@@ -256,12 +265,11 @@ def test_changed_images_replace_the_old_cache_of_the_same_teacher_only(setup, tm
 
     teacher, _, module = setup
     images = shutil.copytree(folders["train"], tmp_path / "images")
-    other = DistillModule(create_teacher("test_resnet", num_classes=3), create_student(3, img_size=16),
-                          torch.optim.SGD, teacher_mode="cached", cache_views=3)
+    other = _module(create_teacher("test_resnet", num_classes=3))
 
     def build(module):
-        dm = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(images), batch_size=8, num_workers=0)
-        return os.path.basename(os.path.dirname(cache_soft_targets(module, dm, tmp_path / "st")["train"]["path"]))
+        dm = cached_data(module, tmp_path / "st", unlabeled_dir=str(images))
+        return os.path.basename(os.path.dirname(fill(dm)["train"]["path"]))
 
     first, kept = build(module), build(other)
     a_file = next(p for p in images.rglob("*") if p.is_file())
@@ -282,15 +290,13 @@ def test_cache_holds_the_teachers_output_for_the_mixed_view_the_student_sees(tea
     for i, f in enumerate(sorted(folders["train"].rglob("*.*"))):
         PILImage.open(f).convert("RGB").resize((20, 20)).save(root / f"{i:02d}.png")
     mix = {"prob": 0.7, "switch_prob": 0.5}
-    kwargs = dict(unlabeled_dir=str(root), batch_size=6, num_workers=0, mix=mix)
-    teacher = create_teacher("test_resnet", checkpoint_path=str(teacher_file))
-    dm = DistillDataModule({"teacher": 20, "student": 16}, decoded_cache=str(tmp_path / "dec") if decoded else None,
-                           **kwargs)
-    online = DistillDataModule({"teacher": 20, "student": 16}, **kwargs).train_set
-    module = DistillModule(teacher, create_student(3, alpha=0.25, img_size=16), torch.optim.SGD,
-                           teacher_mode="cached", cache_views=2)
-    cache_soft_targets(module, dm, tmp_path / "soft")
-    assert bool(dm.train_set.rendered) == decoded
+    kwargs = dict(unlabeled_dir=str(root), batch_size=6, mix=mix)
+    module = _module(create_teacher("test_resnet", checkpoint_path=str(teacher_file)))
+    dm = cached_data(module, tmp_path / "soft", views=2, sizes=(20, 16),
+                     decoded_cache=str(tmp_path / "dec") if decoded else None, **kwargs)
+    online = DistillDataModule({"teacher": 20, "student": 16}, num_workers=0, **kwargs).train_set
+    fill(dm)
+    assert bool(dm.served("train").rendered) == decoded
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(3)  # view 1
     mixed = 0
@@ -330,13 +336,11 @@ def test_topk_rows_keep_the_top_probabilities_and_the_mass_of_the_rest():
 def test_topk_cache_serves_the_teachers_targets(folders, teacher_file, tmp_path):
     """Three classes, k = 2: the one logit for the rest is exact, so the served targets equal the full
     cache's (fp16 storage aside); on disk: k+1 values and k int16 class indices per row."""
+    module = _module(create_teacher("test_resnet", checkpoint_path=str(teacher_file)))
+
     def cached(topk):
-        teacher = create_teacher("test_resnet", checkpoint_path=str(teacher_file))
-        dm = DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folders["train"]), batch_size=8,
-                               num_workers=0)
-        module = DistillModule(teacher, create_student(3, alpha=0.25, img_size=16), torch.optim.SGD,
-                               teacher_mode="cached", cache_views=3, cache_topk=topk)
-        report = cache_soft_targets(module, dm, tmp_path)["train"]
+        dm = cached_data(module, tmp_path, topk=topk, unlabeled_dir=str(folders["train"]))
+        report = fill(dm)["train"]
         return report, next(iter(dm.train_dataloader())), dm
 
     full, full_batch, _ = cached(None)
@@ -347,7 +351,5 @@ def test_topk_cache_serves_the_teachers_targets(folders, teacher_file, tmp_path)
     assert torch.equal(batch["index"], full_batch["index"])
     torch.testing.assert_close(batch["teacher_logits"].softmax(-1), full_batch["teacher_logits"].softmax(-1),
                                atol=3e-3, rtol=1e-2)
-    dataset, policy = dm.teacher_set("train")
-    with pytest.raises(ValueError, match="distill.cache_topk=3"):
-        build_soft_targets(create_teacher("test_resnet", checkpoint_path=str(teacher_file)), dataset, 1,
-                           tmp_path / "bad", 0, policy, lambda x: x, topk=3)
+    with pytest.raises(ValueError, match="soft_targets.topk=3"):
+        SoftTargets(tmp_path, module.frozen_teacher, "cached", topk=3)

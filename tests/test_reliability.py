@@ -5,8 +5,6 @@ import json
 import os
 import signal
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -16,10 +14,10 @@ import torch
 from PIL import Image
 
 import train
+from tests.helpers import run_cli
 from distill.errors import UserError
 from distill.data import DistillDataModule
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _png_header(width: int, height: int) -> bytes:
@@ -102,26 +100,20 @@ def test_nan_loss_stops_with_checkpoint_before_fault(make_cfg, tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "before-fault.ckpt").exists()
 
 
-def _cli(args: list[str], **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env=env, **kw)
-
-
 @pytest.mark.slow
 def test_resume_after_kill_9_matches_uninterrupted_run(cli_args, tmp_path):
     """36 images / batch 8 = 4 steps an epoch. Die at step 6 (mid epoch 2), then resume=auto continues
     from the end-of-epoch-1 checkpoint in the same run directory. Tolerance: 1e-4 on every final metric."""
-    reference = _cli([*cli_args, f"hydra.run.dir={tmp_path / 'ref'}"])
+    reference = run_cli([*cli_args, f"hydra.run.dir={tmp_path / 'ref'}"])
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     crash = ["+callbacks.crash._target_=tests.helpers.CrashOnce", "+callbacks.crash.at_step=6",
              f"+callbacks.crash.marker={tmp_path / 'crashed'}"]
-    killed = _cli([*cli_args, *crash, f"hydra.run.dir={tmp_path / 'runs' / 'a'}"])
+    killed = run_cli([*cli_args, *crash, f"hydra.run.dir={tmp_path / 'runs' / 'a'}"])
     assert killed.returncode == -signal.SIGKILL
     assert not (tmp_path / "runs" / "a" / "summary.json").exists()
 
-    resumed = _cli([*cli_args, *crash, "resume=auto", f"hydra.run.dir={tmp_path / 'runs' / 'b'}"])
+    resumed = run_cli([*cli_args, *crash, "resume=auto", f"hydra.run.dir={tmp_path / 'runs' / 'b'}"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     want = json.loads((tmp_path / "ref" / "summary.json").read_text())["final"]
     got = json.loads((tmp_path / "runs" / "a" / "summary.json").read_text())["final"]  # continued in place
@@ -137,14 +129,14 @@ def test_resume_from_a_mid_epoch_checkpoint_redoes_nothing_and_matches(cli_args,
     and ends with the uninterrupted run's metrics."""
     every_step = ["callbacks.interval_checkpoint.train_time_interval=null",
                   "+callbacks.interval_checkpoint.every_n_train_steps=1"]
-    reference = _cli([*cli_args, *every_step, f"hydra.run.dir={tmp_path / 'ref'}"])
+    reference = run_cli([*cli_args, *every_step, f"hydra.run.dir={tmp_path / 'ref'}"])
     assert reference.returncode == 0, reference.stderr[-2000:]
     crash = ["+callbacks.crash._target_=tests.helpers.CrashOnce", "+callbacks.crash.at_step=6",
              f"+callbacks.crash.marker={tmp_path / 'crashed'}"]
     run = tmp_path / "runs" / "a"
-    assert _cli([*cli_args, *every_step, *crash, f"hydra.run.dir={run}"]).returncode == -signal.SIGKILL
+    assert run_cli([*cli_args, *every_step, *crash, f"hydra.run.dir={run}"]).returncode == -signal.SIGKILL
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 5
-    resumed = _cli([*cli_args, *every_step, *crash, "resume=auto", f"hydra.run.dir={run}"])
+    resumed = run_cli([*cli_args, *every_step, *crash, "resume=auto", f"hydra.run.dir={run}"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "continuing epoch 1 after its first 1 batches" in (run / "train.log").read_text()
     want = json.loads((tmp_path / "ref" / "summary.json").read_text())["final"]
@@ -172,10 +164,10 @@ def test_sampler_resumes_mid_epoch_at_the_same_samples():
 def test_sigterm_saves_a_resumable_checkpoint(cli_args, tmp_path):
     term = ["+callbacks.term._target_=tests.helpers.CrashOnce", "+callbacks.term.at_step=5", "+callbacks.term.sig=SIGTERM",
             f"+callbacks.term.marker={tmp_path / 'termed'}"]
-    stopped = _cli([*cli_args, *term, f"hydra.run.dir={tmp_path / 'runs' / 'a'}"])
+    stopped = run_cli([*cli_args, *term, f"hydra.run.dir={tmp_path / 'runs' / 'a'}"])
     assert stopped.returncode == 0, stopped.stderr[-2000:]  # a clean exit, as schedulers expect
     assert (tmp_path / "runs" / "a" / "checkpoints" / "last.ckpt").exists()
-    resumed = _cli([*cli_args, *term, "resume=auto", f"hydra.run.dir={tmp_path / 'runs' / 'b'}"])
+    resumed = run_cli([*cli_args, *term, "resume=auto", f"hydra.run.dir={tmp_path / 'runs' / 'b'}"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((tmp_path / "runs" / "a" / "summary.json").read_text())["final"]["epoch"] == 1
 
@@ -185,9 +177,9 @@ def test_ddp_two_processes_match_one(cli_args, tmp_path):
     """Lightning DDP on CPU (gloo), 2 processes x batch 4 against 1 process x batch 8: the same samples in
     every step (EpochSampler shards one shared order), so only BatchNorm's per-process statistics differ.
     Tolerance: 1/12 on accuracies (one of the 12 validation images), 0.02 on the KL."""
-    single = _cli([*cli_args, f"hydra.run.dir={tmp_path / 'one'}"])
+    single = run_cli([*cli_args, f"hydra.run.dir={tmp_path / 'one'}"])
     assert single.returncode == 0, single.stderr[-2000:]
-    ddp = _cli([*cli_args, "trainer=ddp", "trainer.devices=2", "data.batch_size=4", f"hydra.run.dir={tmp_path / 'ddp'}"])
+    ddp = run_cli([*cli_args, "trainer=ddp", "trainer.devices=2", "data.batch_size=4", f"hydra.run.dir={tmp_path / 'ddp'}"])
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     one = json.loads((tmp_path / "one" / "summary.json").read_text())["final"]
     two = json.loads((tmp_path / "ddp" / "summary.json").read_text())["final"]

@@ -9,16 +9,17 @@ import pytest
 from omegaconf import OmegaConf
 
 from distill.report import build_report
-from tests.test_reliability import _cli
+from tests.helpers import run_cli
 
 
 def fake_job(sweep: Path, num: int | str, alpha: float, size: int, top1: float | None, macs: float = 10e6,
-             labels_only: bool = False, label_fraction: float = 1.0, teacher_top1: float = 0.9):
+             labels_only: bool = False, label_fraction: float = 1.0, teacher_top1: float = 0.9,
+             student: str = "mobilenet_v1"):
     job = sweep / str(num)
     (job / ".hydra").mkdir(parents=True)
     OmegaConf.save(OmegaConf.create([f"student.alpha={alpha}", f"student.img_size={size}"]),
                    job / ".hydra" / "overrides.yaml")
-    OmegaConf.save(OmegaConf.create({"student": {"name": "mobilenet_v1", "alpha": alpha, "img_size": size},
+    OmegaConf.save(OmegaConf.create({"student": {"name": student, "alpha": alpha, "img_size": size},
                                      "distill": {"soft_weight": 0.0 if labels_only else 1.0},
                                      "data": {"label_fraction": label_fraction}}),
                    job / ".hydra" / "config.yaml")
@@ -27,7 +28,8 @@ def fake_job(sweep: Path, num: int | str, alpha: float, size: int, top1: float |
                "val/teacher_top1": teacher_top1}
         best = {**row, "val/top1": top1 + 0.01}
         (job / "summary.json").write_text(json.dumps({
-            "final": row, "best": best, "img_size": size,
+            "final": row, "best": best, "student": student, "img_size": size,
+            "alpha": alpha if student == "mobilenet_v1" else None,  # as the built model says
             "cost": {"params": 1_000_000 * alpha, "macs": macs, "latency_ms_b1": 1.5}}))
 
 
@@ -40,7 +42,7 @@ def test_report_from_hand_made_runs(tmp_path):
     assert rows[1]["d_top1_vs_alpha1"] == pytest.approx(-5.0)
     assert rows[0]["d_top1_vs_teacher"] == pytest.approx(-10.0)
     md = (tmp_path / "sweep.md").read_text()
-    assert ("| 1: 0.50 mobilenet_v1-32 | 0.50 | 32 | 0.500 | 12.00 | 1.50 | distilled (teacher on 100 % of labels) | 4 | 75.0 | 80.0 "
+    assert ("| 1: mobilenet_v1-32 | 0.50 | 32 | 0.500 | 12.00 | 1.50 | distilled (teacher on 100 % of labels) | 4 | 75.0 | 80.0 "
             "| -5.0 | – | 90.0 | ok |") in md
     assert rows[1]["top1_best"] == pytest.approx(76.0)  # the table shows the final row, not the best
     assert "failed" in md and "online teacher" in md
@@ -68,12 +70,27 @@ def test_report_compares_distilled_students_with_label_only_twins(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
 
 
+def test_report_labels_timm_students_by_their_name(tmp_path):
+    """A timm student carries its width in its name: its row has no alpha (the config's default 1.0 is not
+    its width), and it is paired neither with mobilenet_v1's alpha = 1.0 row nor with its label-only twin."""
+    fake_job(tmp_path, 0, 1.0, 32, 0.80)
+    fake_job(tmp_path, 1, 1.0, 32, 0.70, student="mobilenetv2_050")
+    fake_job(tmp_path, 2, 1.0, 32, 0.60, labels_only=True)
+    rows = build_report(tmp_path)
+    timm_row = next(r for r in rows if r["student"] == "mobilenetv2_050")
+    assert timm_row["alpha"] is None
+    assert timm_row["d_top1_vs_alpha1"] is None and timm_row["d_top1_vs_labels"] is None
+    assert rows[0]["d_top1_vs_labels"] == pytest.approx(20.0)  # mobilenet_v1's own twin
+    md = (tmp_path / "sweep.md").read_text()
+    assert "| 1: mobilenetv2_050-32 | – | 32 |" in md and "| mobilenetv2_050 | – | 32 |" in md
+
+
 @pytest.mark.slow
 def test_multirun_grid_end_to_end(cli_args, tmp_path):
     """A 2 x 2 alpha x resolution grid through Hydra's multirun: one report row per run, numbers as in
     each run's summary.json."""
     args = [a for a in cli_args if not a.startswith(("student.", "trainer.max_epochs"))]
-    proc = _cli(["-m", "experiment=shrink_grid", "student.alpha=0.5,0.25", "student.img_size=16,24",
+    proc = run_cli(["-m", "experiment=shrink_grid", "student.alpha=0.5,0.25", "student.img_size=16,24",
                  "trainer.max_epochs=1", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     with (tmp_path / "sweep" / "sweep.csv").open() as f:

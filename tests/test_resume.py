@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+import train
 from distill.resume import claim, find_checkpoint
+from tests.helpers import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ["student.alpha=0.5", "trainer.max_epochs=3"]
 
 
@@ -86,9 +84,7 @@ def test_given_output_dir_is_continued_and_a_finished_run_untouched(cli_args, tm
     """The bug report's three steps: `a` runs to the end; `b`, the same command, is killed -9 after its first
     last.ckpt; `resume=auto hydra.run.dir=b` finishes `b` and leaves every file of `a` as it was."""
     def cli(*args):
-        env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
-        return subprocess.run([sys.executable, "train.py", *cli_args, *args], cwd=ROOT, capture_output=True,
-                              text=True, timeout=300, env=env)
+        return run_cli([*cli_args, *args])
 
     a, b = tmp_path / "runs" / "a", tmp_path / "runs" / "b"
     assert cli(f"hydra.run.dir={a}").returncode == 0
@@ -102,3 +98,15 @@ def test_given_output_dir_is_continued_and_a_finished_run_untouched(cli_args, tm
     assert json.loads((b / "summary.json").read_text())["final"]["epoch"] == 1
     assert (b / "student.safetensors").is_file()
     assert _digest(a) == before
+
+
+def test_last_checkpoint_is_written_every_epoch_whatever_the_monitored_metric(make_cfg, tmp_path):
+    """Lightning refreshes a monitored ModelCheckpoint's last.ckpt only when its metric improves, so a run
+    whose metric stalled resumed from its last improvement. Here the best-model callback can never improve
+    after epoch 0 (a running maximum watched for a minimum); last.ckpt still holds the final step."""
+    import torch
+
+    summary = train.train(make_cfg("trainer.max_epochs=3", "callbacks.model_checkpoint.monitor=val/top1_best",
+                                   "callbacks.model_checkpoint.mode=min"))
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert last["global_step"] == summary["final"]["step"] == 6 and last["epoch"] == 2

@@ -117,7 +117,7 @@ def test_ensemble_averages_probabilities_at_temperature():
 
 
 def test_demo_teacher_is_trained_by_the_teacher_task(tmp_path, monkeypatch):
-    """The demo's teacher goes through `train.py task=teacher` (experiment=demo_teacher) like a recipe's,
+    """The demo's teacher goes through `train_teacher.py experiment=demo_teacher` like a recipe's,
     and only when the run reads its missing file."""
     from teachers import demo
     from tests.conftest import compose_cfg
@@ -131,8 +131,8 @@ def test_demo_teacher_is_trained_by_the_teacher_task(tmp_path, monkeypatch):
     demo.prepare(str(tmp_path), [str(teacher_file)], teacher_epochs=3)
     ((path, overrides),) = calls
     assert path == str(teacher_file) and "experiment=demo_teacher" in overrides and "trainer.max_epochs=3" in overrides
-    cfg = compose_cfg([*overrides, f"paths.demo_dir={tmp_path}"])
-    assert cfg.task == "teacher" and cfg.teacher.img_size == 32
+    cfg = compose_cfg([*overrides, f"paths.demo_dir={tmp_path}"], config_name="train_teacher")
+    assert cfg.teacher.img_size == 32 and cfg.teacher.checkpoint_path is None
     assert cfg.data.train_dir == f"{tmp_path}/shapes/train" and cfg.data.val_dir == f"{tmp_path}/shapes/val"
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import students
 import train
+import train_teacher
 from distill.errors import UserError
 from distill.module import DistillModule
 
@@ -81,10 +81,8 @@ def test_teacher_stays_frozen(make_cfg, monkeypatch):
     assert not any(p.requires_grad for p in module.teacher.parameters())
 
 
-def test_teacher_task_then_distill(make_cfg, tmp_path, folders):
-    cfg = make_cfg("task=teacher", f"data.train_dir={folders['train']}", f"data.val_dir={folders['val']}",
-                   "teacher.checkpoint_path=null", "teacher.img_size=16", output_dir=tmp_path / "teacher_run")
-    result = train.train(cfg)
+def test_teacher_task_then_distill(make_cfg, make_teacher_cfg, tmp_path):
+    result = train_teacher.train(make_teacher_cfg())
     teacher_file = Path(result["teacher_file"])
     assert (teacher_file.parent / "classes.txt").read_text().split() == ["ant", "bee", "cat"]
 
@@ -103,7 +101,8 @@ def test_teacher_task_then_distill(make_cfg, tmp_path, folders):
     ("teacher.name=resnet_9000", "teacher.name"),
     ("teacher.num_classes=7", "teacher.num_classes=7"),
     ("data.batch_size=0", "data.batch_size"),
-    ("distill.teacher_mode=sometimes", "distill.teacher_mode"),
+    ("soft_targets.mode=sometimes", "soft_targets"),
+    ("distill.teacher_bf16=maybe", "distill.teacher_bf16"),
     ("distill.student_bf16=maybe", "distill.student_bf16"),
     ("data.val_dir=/nonexistent/val", "data.val_dir"),
     ("distill.loss=kld", "distill.loss"),
@@ -117,7 +116,7 @@ def test_bad_config_is_one_line_error(make_cfg, override, message):
 @pytest.mark.parametrize("loss", ["kl_std", "dist", "mse"])
 def test_every_loss_with_mixed_views_and_labels_through_the_real_config(make_cfg, folders, loss):
     summary = train.train(make_cfg(f"distill.loss={loss}", "data.mix.prob=0.5", "distill.hard_weight=0.5",
-                                   f"data.train_dir={folders['train']}", "distill.teacher_mode=cached"))
+                                   f"data.train_dir={folders['train']}", "soft_targets=cached"))
     assert summary["final"]["val/top1"] is not None and summary["soft_target_cache"]["train"]["views"] >= 1
 
 
@@ -154,14 +153,11 @@ def test_other_loggers_run_offline(make_cfg, tmp_path, logger, monkeypatch):
     ("shuffled_classes", "near chance"),
     ("wrong_normalisation", "far below its top-1 when trained"),
 ])
-def test_broken_teacher_is_named_in_the_log(make_cfg, tmp_path, folders, caplog, breakage, expected):
+def test_broken_teacher_is_named_in_the_log(make_cfg, make_teacher_cfg, tmp_path, caplog, breakage, expected):
     """A teacher trained on the colour-coded folder, then used with a shuffled class list or the wrong
     mean/std: the run says which kind of mistake it probably is."""
-    teacher_run = tmp_path / "teacher_run"
-    result = train.train(make_cfg("task=teacher", f"data.train_dir={folders['train']}", "teacher.checkpoint_path=null",
-                                  "teacher.img_size=16", "trainer.max_epochs=6", "trainer.limit_train_batches=null",
-                                  "trainer.limit_val_batches=null", "finetune.optimizer.lr=0.01",
-                                  f"data.val_dir={folders['val']}", output_dir=teacher_run))
+    result = train_teacher.train(make_teacher_cfg("trainer.max_epochs=6", "trainer.limit_train_batches=null",
+                                                  "trainer.limit_val_batches=null", "finetune.optimizer.lr=0.01"))
     assert result["val/top1"] > 0.9  # the colours are easy: a working teacher is nearly perfect
     teacher_file = Path(result["teacher_file"])
     override = []
@@ -178,12 +174,19 @@ def test_broken_teacher_is_named_in_the_log(make_cfg, tmp_path, folders, caplog,
     assert expected in caplog.text
 
 
-def test_online_teacher_runs_once_on_the_validation_folder(make_cfg, monkeypatch):
+def test_online_teacher_runs_on_training_batches_and_once_on_the_validation_folder(make_cfg, monkeypatch, tmp_path):
+    """Online: the teacher runs on every training batch; its validation logits are computed once, on
+    disk, and a later run with the same teacher and folder reads them."""
     calls = []
     original = DistillModule.teacher_logits
     monkeypatch.setattr(DistillModule, "teacher_logits", lambda self, x: calls.append(len(x)) or original(self, x))
-    train.train(make_cfg("trainer.max_epochs=3", "trainer.limit_train_batches=1", "trainer.limit_val_batches=null"))
-    assert sum(calls) == 3 * 8 + 12  # one training batch of 8 per epoch, the 12 validation images once
+    args = ("trainer.max_epochs=3", "trainer.limit_train_batches=1", "trainer.limit_val_batches=null")
+    first = train.train(make_cfg(*args))
+    assert sum(calls) == 3 * 8  # one training batch of 8 per epoch
+    assert "train" not in first["soft_target_cache"] and first["soft_target_cache"]["val"]["teacher_images"] == 12
+    again = train.train(make_cfg(*args, output_dir=tmp_path / "again"))
+    assert again["soft_target_cache"]["val"]["hit"] and again["soft_target_cache"]["val"]["teacher_images"] == 0
+    assert again["final"]["val/teacher_top1"] == first["final"]["val/teacher_top1"]
 
 
 def test_training_loss_reaches_the_loggers_on_their_steps(make_cfg, tmp_path):
@@ -217,13 +220,10 @@ def test_a_finished_job_frees_its_models_and_data(make_cfg, tmp_path):
         gc.enable()
 
 
-def test_teacher_file_is_scored_on_its_own_weights(make_cfg, tmp_path, folders):
+def test_teacher_file_is_scored_on_its_own_weights(make_teacher_cfg, tmp_path):
     """Validation every 2 epochs, training for 3: the last validation would predate the saved weights, so
     the teacher task validates once more and records that score in the file's sidecar."""
-    cfg = make_cfg("task=teacher", f"data.train_dir={folders['train']}", f"data.val_dir={folders['val']}",
-                   "teacher.checkpoint_path=null", "teacher.img_size=16", "trainer.max_epochs=3",
-                   "trainer.check_val_every_n_epoch=2", output_dir=tmp_path / "teacher_run")
-    result = train.train(cfg)
+    result = train_teacher.train(make_teacher_cfg("trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2"))
     rows = (tmp_path / "teacher_run" / "metrics.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[1]) for r in rows] == [4, 6]  # steps: after epoch 2, then the final weights
     sidecar = json.loads(Path(result["teacher_file"]).with_suffix(".json").read_text())
@@ -237,7 +237,7 @@ def test_a_1000_class_teacher_distils_the_folders_classes(make_cfg, tmp_path, mo
     from tests.test_teachers import _thousand_class_teacher
 
     file = _thousand_class_teacher(tmp_path / "big_teacher")
-    summary = train.train(make_cfg(f"teacher.checkpoint_path={file}", f"distill.teacher_mode={mode}"))
+    summary = train.train(make_cfg(f"teacher.checkpoint_path={file}", f"soft_targets={mode}"))
     meta = json.loads(Path(summary["student_file"]).with_suffix(".json").read_text())
     assert meta["num_classes"] == 3 and meta["teacher_classes"] == [10, 500, 999]
     assert "[3 of 1000 classes]" in summary["teacher"] and summary["final"]["val/teacher_top1"] is not None

@@ -1,4 +1,4 @@
-"""The student's bf16 policy: autocast in training where it pays; fp32 weights, logits and validation."""
+"""DistillModule: the student's bf16 policy (autocast in training where it pays; fp32 weights, logits and validation)."""
 from __future__ import annotations
 
 import pytest

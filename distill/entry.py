@@ -1,0 +1,85 @@
+"""What the two entry points (train.py, train_teacher.py) share: the trainer from config, the run around a
+job (process settings, first-use preparations, resume, disk-full) and one-line errors with exit codes."""
+from __future__ import annotations
+
+import errno
+import gc
+import logging
+import os
+import sys
+from typing import Callable
+
+import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from .console import quiet
+from .errors import UserError, user_errors
+from .resume import continue_run
+from .runtime import fast_cpu_defaults
+
+log = logging.getLogger("train")
+Job = Callable[[DictConfig, "str | None"], dict]
+
+
+def pick(table: DictConfig, key):
+    """`${pick:${table},${key}}`: a config value chosen by another one, e.g. a recipe's epochs per alpha."""
+    if key not in table:
+        raise ValueError(f"no entry for {key!r} in {OmegaConf.to_container(table)}")
+    return table[key]
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("pick", pick, replace=True)
+
+
+def build_trainer(cfg: DictConfig) -> pl.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return trainer
+
+
+def run(cfg: DictConfig, job: Job) -> dict:
+    """`job(cfg, checkpoint)` with the process set up, the demo / a recipe's teacher built if the config
+    reads them, and the run continued (`resume`) under its directory's lock."""
+    fast_cpu_defaults()  # denormals flushed to zero, freed activation memory kept for the next step
+    quiet()  # Lightning's tips and the warnings expected here, by name
+    pl.seed_everything(cfg.seed, workers=True)
+    try:
+        with user_errors():
+            for first_use in ("demo", "teacher_stage"):  # each builds its files only if they are missing
+                if cfg.get(first_use):
+                    instantiate(cfg[first_use])
+            checkpoint, lock = continue_run(cfg)
+        with lock:
+            return job(cfg, checkpoint)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise UserError(f"disk full while writing {err.filename or 'a file'}: files are written to a temporary "
+                        f"name first, so no finished file was replaced; free space and rerun with resume=auto") from err
+    finally:
+        # A multirun runs its jobs one after another in this process. The trainer, module and data refer
+        # to each other, so without a collection each job's teacher, student and open cache files
+        # outlived it (measured: three jobs left three modules alive).
+        gc.collect()
+
+
+def exit_on_error(train: Callable[[DictConfig], dict], cfg: DictConfig) -> dict | None:
+    """`train(cfg)`, with a bad input or config (UserError) or a diverged run as one line on stderr and exit
+    code 2 or 3 instead of a traceback (HYDRA_FULL_ERROR=1 shows it). In a multirun the sweep goes on."""
+    try:
+        return train(cfg)
+    except (UserError, FloatingPointError) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        log.error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return None  # its report lists this job as failed
+        sys.exit(2 if isinstance(err, UserError) else 3)
