@@ -46,6 +46,6 @@ def ensure_teacher(checkpoint_path: str, overrides: Sequence[str], extra: Sequen
             command.append(f"resume={last}")
         log.info("teacher stage: %s", " ".join(command))
         if subprocess.run(command).returncode != 0 or not path.is_file():
-            raise StageFailed(f"the teacher stage failed (its log: {run_dir}/train.log); "
+            raise StageFailed(f"the teacher stage failed (its log: {run_dir}/{entry}.log); "
                                f"rerun to continue it, or run it alone: {' '.join(command)}")
     return path
