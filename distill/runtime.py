@@ -1,5 +1,5 @@
 """The machine and what a model asks of it: process-wide CPU settings that make training steps faster
-(train.py and the benchmark's bare loop call `fast_cpu_defaults()` once, before any model work), whether
+(every run and the benchmark's bare loop call `fast_cpu_defaults()` before any model work), whether
 bf16 is native, and a model's forward mult-adds."""
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (mallo
 KEEP_BYTES = 1 << 30
 
 
-@functools.cache
 def fast_cpu_defaults() -> None:
     # Denormal floats are far slower on x86, and small students' gradients reach them: flushed to zero
     # (5-10 % more images/s for MobileNet v1 at 32 px). It is per thread: threads inherit it when they are
-    # created, so this runs before any model work creates the intra-op thread pool.
+    # created, so this runs before any model work creates the intra-op thread pool; and at every run, not
+    # once per process, since other libraries (onnxruntime) may switch the thread's mode back. All cheap.
     torch.set_flush_denormal(True)
     keep_freed_memory()
     skip_nvml_probe()
