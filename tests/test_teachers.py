@@ -166,4 +166,23 @@ def test_class_subset_takes_the_teachers_logits_at_its_classes(tmp_path):
     with pytest.raises(ValueError, match="1000 is not an output"):
         class_subset(teacher, [1000])
     assert subset_for_folders(teacher, ["ant", "cat"]).class_indices == [10, 999]
-    assert subset_for_folders(teacher, ["ant", "dog"]) is teacher  # not a subset: the data module reports it
+    with pytest.raises(ValueError, match=r"class folders \['dog'\] name none of the teacher's 1000 outputs"):
+        subset_for_folders(teacher, ["ant", "dog"])
+
+
+def test_an_imagenet_teacher_without_a_class_list_answers_to_imagenet_names():
+    """A 1000-class timm model (a hub teacher: no class list of its own) is restricted to folders named by
+    WordNet id or by any of the class's synonyms, case-blind, `_` for a space; the student's classes
+    keep the folders' names."""
+    from teachers.subset import class_subset, subset_for_folders
+
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=1000)
+    sub = subset_for_folders(model, ["tench", "English_springer", "n03394916", "chain_saw"])
+    assert sub.class_indices == [217, 491, 566, 0]  # sorted folders: English_springer, chain_saw, n03394916, tench
+    assert sub.pretrained_cfg["label_names"] == ("English_springer", "chain_saw", "n03394916", "tench")
+    assert class_subset(model, [0, "golf ball"]).class_indices == [0, 574]
+    with pytest.raises(ValueError, match=r"'crane' names several of the teacher's outputs \[134, 517\]"):
+        class_subset(model, ["crane"])
+    with pytest.raises(ValueError, match=r"class folders \['crane'\] name several"):
+        subset_for_folders(model, ["tench", "crane"])
+    assert subset_for_folders(timm.create_model("test_resnet", pretrained=False, num_classes=7), ["a", "b"]).num_classes == 7
