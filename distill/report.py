@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 COLUMNS = ["run", "status", "trained_on", "label_fraction", "student", "alpha", "img_size", "params_m", "macs_m",
            "latency_ms_b1", "top1", "agreement", "kl", "epoch", "epochs", "top1_best", "d_top1_vs_alpha1", "d_top1_vs_labels",
-           "d_top1_vs_teacher", "teacher_top1"]
+           "d_top1_vs_teacher", "teacher_top1", "int8_top1", "int8_latency_ms_b1", "int8_speedup_b1", "int8_mb"]
 
 
 def _pct(v: Any) -> float | None:
@@ -60,6 +60,10 @@ def collect(sweep_dir: str | Path) -> list[dict]:
                        agreement=_pct(final.get("val/agreement")), kl=final.get("val/kl"),
                        top1_best=_pct((s.get("best") or {}).get("val/top1")),
                        teacher_top1=_pct(final.get("val/teacher_top1")))
+        if (job / "int8.json").exists():  # written by `python -m students.export JOB --int8`
+            q = json.loads((job / "int8.json").read_text())
+            row.update(int8_top1=q.get("top1_int8"), int8_latency_ms_b1=q["latency_ms_b1_int8"],
+                       int8_speedup_b1=q["latency_ms_b1_fp32"] / q["latency_ms_b1_int8"], int8_mb=q["bytes_int8"] / 1e6)
         rows.append(row)
     # Case by case, widest and largest first, whatever the job directories are called (numbers, or names
     # from hydra.sweep.subdir when several multiruns share one sweep directory).
@@ -115,21 +119,29 @@ def _fmt(v: Any, digits: int = 1) -> str:
 
 
 def to_markdown(rows: list[dict], title: str) -> str:
+    int8 = any(r.get("int8_mb") is not None for r in rows)
     lines = [f"# {title}", "",
              "Each run's final validation row (the weights in its student.safetensors). \"teacher\": distilled "
              "from the teacher's soft targets, no labels; \"labels only\": the same student trained on hard "
              "labels. Percentages: the share of the labeled split's labels that the teacher (or the "
-             "label-only student) was trained on.", "",
+             "label-only student) was trained on." + (" INT8: `student.int8.onnx` (python -m students.export "
+                                                      "--int8), its top-1 on the same folder, its batch-1 "
+                                                      "onnxruntime latency and speed-up over the fp32 ONNX file, "
+                                                      "its size." if int8 else ""), "",
              "| Model | α | resolution | Million Params | Million Mult-Adds | ms (b1) | trained on | epochs | top-1 % "
-             "| agreement % | Δ vs α=1.0 | Δ vs labels only | teacher top-1 % | status |",
-             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| agreement % | Δ vs α=1.0 | Δ vs labels only | teacher top-1 % | "
+             + ("INT8 top-1 % | INT8 ms (b1) | INT8 speed-up | INT8 MB | " if int8 else "") + "status |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|" + ("---:|" * 4 if int8 else "") + "---|"]
     for r in rows:
         lines.append(
             f"| {r['run']}: {r['student']}-{r['img_size']} | {_width(r)} | {r['img_size']} "
             f"| {_fmt(r.get('params_m'), 3)} | {_fmt(r.get('macs_m'), 2)} | {_fmt(r.get('latency_ms_b1'), 2)} "
             f"| {_trained_on(r)} | {_fmt(r.get('epochs'))} | {_fmt(r.get('top1'))} | {_fmt(r.get('agreement'))} "
             f"| {_fmt(r.get('d_top1_vs_alpha1'))} | {_fmt(r.get('d_top1_vs_labels'))} "
-            f"| {_fmt(r.get('teacher_top1'))} | {r['status']} |")
+            f"| {_fmt(r.get('teacher_top1'))} | "
+            + (f"{_fmt(r.get('int8_top1'))} | {_fmt(r.get('int8_latency_ms_b1'), 2)} | "
+               f"{_fmt(r.get('int8_speedup_b1'), 2)} | {_fmt(r.get('int8_mb'), 2)} | " if int8 else "")
+            + f"{r['status']} |")
     lines += comparison(rows)
     ok = [r for r in rows if r["status"] == "ok"]
     distilled = [r for r in ok if r["trained_on"] == "teacher"]

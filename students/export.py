@@ -1,6 +1,8 @@
 """Export a distilled student for deployment: BN folded, TorchScript + ONNX, each checked, plus a model card.
 
     python -m students.export RUN_DIR            # or a path to student.safetensors
+    python -m students.export RUN_DIR --int8     # also student.int8.onnx, checked on the run's folders
+    python -m students.export SWEEP_DIR --int8   # every run of a sweep, then its report with INT8 columns
 """
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
+from distill.disk import write_json
+
 from .cost import cost_report
 from .factory import load_student
+from .quantize import METHODS, QuantizationLoss, check, export_int8
 
 TOLERANCE = 1e-4
 
@@ -37,8 +42,11 @@ def _max_diff(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> flo
 
 
 @torch.no_grad()
-def export_student(student_file: Path, out_dir: Path, batch_size: int = 4, seed: int = 0) -> dict:
-    """Write student_folded.pt (TorchScript), student.onnx and MODEL_CARD.md; return the parity report."""
+def export_student(student_file: Path, out_dir: Path, batch_size: int = 4, seed: int = 0, int8: dict | None = None) -> dict:
+    """Write student_folded.pt (TorchScript), student.onnx and MODEL_CARD.md; return the parity report.
+
+    With `int8` (`quantize.export_int8`'s keyword arguments), also student.int8.onnx and its report
+    (`quantize.check` is left to the caller)."""
     import onnxruntime as ort
 
     model = load_student(student_file)
@@ -64,11 +72,16 @@ def export_student(student_file: Path, out_dir: Path, batch_size: int = 4, seed:
     if failed:
         raise RuntimeError(f"export parity failed (max abs diff >= {TOLERANCE}): {failed}")
     cost = cost_report(model, size)
-    _write_card(out_dir / "MODEL_CARD.md", meta, cost, report, student_file)
-    return {"max_abs_diff": report, "cost": cost, "files": [str(ts_path), str(onnx_path)]}
+    files = [str(ts_path), str(onnx_path)]
+    int8_report = export_int8(model, student_file, onnx_path, out_dir, **int8) if int8 is not None else None
+    if int8_report:
+        files.append(int8_report["int8_file"])
+        write_json(out_dir / "int8.json", int8_report)  # (read by the sweep report: python -m distill.report)
+    _write_card(out_dir / "MODEL_CARD.md", meta, cost, report, student_file, int8_report)
+    return {"max_abs_diff": report, "cost": cost, "files": files, **({"int8": int8_report} if int8_report else {})}
 
 
-def _write_card(path: Path, meta: dict, cost: dict, parity: dict, student_file: Path) -> None:
+def _write_card(path: Path, meta: dict, cost: dict, parity: dict, student_file: Path, int8: dict | None) -> None:
     summary_file = student_file.parent / "summary.json"
     metrics = json.loads(summary_file.read_text()).get("final", {}) if summary_file.exists() else {}
     args = ", ".join(f"{k}={v}" for k, v in meta["model_args"].items())
@@ -89,24 +102,76 @@ def _write_card(path: Path, meta: dict, cost: dict, parity: dict, student_file: 
         "Files: `student.safetensors` + `student.json` (timm, after `import students`), "
         "`student.torchscript.pt`, `student.onnx` (input `input`, output `logits`, dynamic batch).",
     ]
+    if int8:
+        lines += ["", "## INT8 (`student.int8.onnx`: onnxruntime static quantization, QDQ, per-channel int8 weights)", "",
+                  *int8_lines(int8)]
     path.write_text("\n".join(lines) + "\n")
+
+
+def int8_lines(r: dict) -> list[str]:
+    """The INT8 report as the model card's and the console's lines."""
+    top1 = (f"top-1 fp32 {r['top1_fp32']:.2f} % / INT8 {r['top1_int8']:.2f} % on {r['images']:,} images of "
+            f"{r['folder']}" if "top1_int8" in r else f"no labels: {r['images']:,} images of {r['folder']}")
+    teacher = (f"; with the teacher: fp32 {r['agreement_teacher_fp32']:.2f} %, INT8 {r['agreement_teacher_int8']:.2f} %"
+               if "agreement_teacher_int8" in r else "")
+    return [f"- {top1}",
+            f"- agreement INT8 vs fp32 {r['agreement_fp32_int8']:.2f} %{teacher}; mean |logit change| "
+            f"{r['logit_error']:.3f} of the fp32 logits' std",
+            f"- onnxruntime latency ({r['threads']} threads, median): batch 1 fp32 {r['latency_ms_b1_fp32']:.3f} ms, "
+            f"INT8 {r['latency_ms_b1_int8']:.3f} ms ({r['latency_ms_b1_int8'] / r['latency_ms_b1_fp32']:.2f}x); batch 32 "
+            f"fp32 {r['latency_ms_b32_fp32']:.2f} ms, INT8 {r['latency_ms_b32_int8']:.2f} ms "
+            f"({r['latency_ms_b32_int8'] / r['latency_ms_b32_fp32']:.2f}x)",
+            f"- file: fp32 {r['bytes_fp32'] / 1e6:.2f} MB, INT8 {r['bytes_int8'] / 1e6:.2f} MB "
+            f"({r['bytes_int8'] / r['bytes_fp32']:.2f}x)",
+            f"- calibration: {r['calibration']['images']} images of {r['calibration']['folder']}, "
+            f"{r['calibration']['method']}"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", type=Path, help="a run directory or a student .safetensors file")
+    parser.add_argument("path", type=Path, help="a run directory, a student .safetensors file, or a sweep directory")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: beside the student file)")
+    parser.add_argument("--int8", action="store_true", help="also write student.int8.onnx (static INT8) and check it")
+    parser.add_argument("--calibration-dir", default=None, help="INT8 calibration images (default: the run's data.unlabeled_dir)")
+    parser.add_argument("--calibration-images", type=int, default=300)
+    parser.add_argument("--calibrate", choices=METHODS, default="minmax", help="activation-range calibration")
+    parser.add_argument("--val-dir", default=None, help="labeled folder for the INT8 check (default: the run's data.val_dir)")
+    parser.add_argument("--max-drop", type=float, default=1.0, help="INT8 top-1 points allowed under fp32")
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads for the latency figures")
     args = parser.parse_args(argv)
-    student_file = args.path / "student.safetensors" if args.path.is_dir() else args.path
-    if not student_file.with_suffix(".json").exists():
-        print(f"error: no student file at {student_file} (expected student.safetensors + student.json)",
-              file=sys.stderr)
+    sweep = args.path.is_dir() and not (args.path / "student.safetensors").exists()
+    student_files = sorted(args.path.glob("*/student.safetensors")) if sweep else \
+        [args.path / "student.safetensors" if args.path.is_dir() else args.path]
+    missing = [f for f in student_files if not f.with_suffix(".json").exists()]
+    if not student_files or missing:
+        print(f"error: no student file at {missing[0] if missing else args.path} (expected student.safetensors + "
+              f"student.json, or a sweep directory of runs)", file=sys.stderr)
         return 2
-    out_dir = args.out or student_file.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = export_student(student_file, out_dir)
-    print(json.dumps(result, indent=2))
-    return 0
+    int8 = dict(calibration_dir=args.calibration_dir, val_dir=args.val_dir, calibration_images=args.calibration_images,
+                method=args.calibrate, threads=args.threads) if args.int8 else None
+    status = 0
+    for student_file in student_files:
+        out_dir = args.out / student_file.parent.name if args.out and sweep else args.out or student_file.parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            result = export_student(student_file, out_dir, int8=int8)
+        except ValueError as err:
+            print(f"error: {student_file}: {err}", file=sys.stderr)
+            return 2
+        print(json.dumps(result, indent=2) if not sweep else f"{student_file.parent}: {', '.join(result['files'])}")
+        if args.int8:
+            print("\n".join(int8_lines(result["int8"])))
+            try:
+                check(result["int8"], args.max_drop)
+            except QuantizationLoss as err:
+                print(f"error: {student_file.parent}: {err}", file=sys.stderr)
+                status = 1
+    if sweep and args.int8 and not args.out:
+        from distill.report import build_report
+
+        build_report(args.path)  # the shrinking report gains the INT8 columns
+        print(f"sweep report with INT8 columns: {args.path / 'sweep.md'}")
+    return status
 
 
 if __name__ == "__main__":

@@ -51,6 +51,21 @@ def test_report_from_hand_made_runs(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
 
 
+def test_report_gains_int8_columns_where_runs_were_exported(tmp_path):
+    fake_job(tmp_path, 0, 1.0, 32, 0.80)
+    fake_job(tmp_path, 1, 0.5, 32, 0.75)
+    build_report(tmp_path)
+    assert "INT8" not in (tmp_path / "sweep.md").read_text()  # no run exported: no INT8 columns
+    (tmp_path / "0" / "int8.json").write_text(json.dumps({  # as `python -m students.export JOB --int8` writes it
+        "top1_fp32": 80.0, "top1_int8": 79.6, "latency_ms_b1_fp32": 2.0, "latency_ms_b1_int8": 0.8,
+        "bytes_fp32": 12_900_000, "bytes_int8": 3_470_000}))
+    rows = build_report(tmp_path)
+    assert rows[0]["int8_top1"] == 79.6 and rows[0]["int8_speedup_b1"] == pytest.approx(2.5)
+    md = (tmp_path / "sweep.md").read_text()
+    assert "| INT8 top-1 % | INT8 ms (b1) | INT8 speed-up | INT8 MB |" in md
+    assert "| 90.0 | 79.6 | 0.80 | 2.50 | 3.47 | ok |" in md and "| 90.0 | – | – | – | – | ok |" in md
+
+
 def test_report_compares_distilled_students_with_label_only_twins(tmp_path):
     """The recipe's four cases: distilled vs label-only, all labels vs a third; deltas within each case."""
     for n, (alpha, labels_only, fraction, top1, teacher) in enumerate([

@@ -133,3 +133,39 @@ def test_export_parity(tmp_path):
     assert (tmp_path / "student.onnx").exists() and (tmp_path / "student.torchscript.pt").exists()
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert "mobilenet_v1" in card and "alpha" in card.lower() and "32 px" in card
+
+
+def test_int8_export_is_calibrated_checked_and_smaller(tmp_path, folders):
+    """`--int8`: student.int8.onnx, calibrated on an unlabeled folder and checked on a labeled one: its
+    logits stay within a few percent of the fp32 file's, its predictions agree, its file is < 0.4x."""
+    from tests.conftest import CLASSES
+
+    model = _trained_like(students.create_student(len(CLASSES), alpha=0.5, img_size=32, label_names=CLASSES))
+    path = students.save_student(model, tmp_path / "student")
+    result = export_student(path, tmp_path, int8=dict(calibration_dir=str(folders["train"]), val_dir=str(folders["val"])))
+    r = result["int8"]
+    assert (tmp_path / "student.int8.onnx").is_file() and r["int8_file"] in result["files"]
+    assert r["images"] == 12 and r["calibration"]["images"] == 36 and {"top1_fp32", "top1_int8"} <= set(r)
+    assert r["logit_error"] < 0.1 and r["agreement_fp32_int8"] >= 75
+    assert r["bytes_int8"] < 0.4 * r["bytes_fp32"]
+    assert r["latency_ms_b1_int8"] > 0 and r["latency_ms_b32_fp32"] > 0
+    assert "## INT8" in (tmp_path / "MODEL_CARD.md").read_text()
+
+
+def test_int8_drop_above_the_threshold_is_an_error_naming_what_to_try():
+    from students.quantize import QuantizationLoss, check
+
+    check({"top1_fp32": 75.0, "top1_int8": 74.2}, max_drop=1.0)
+    with pytest.raises(QuantizationLoss, match=r"1.50 points under fp32's 75.00 %.*--calibrate percentile"):
+        check({"top1_fp32": 75.0, "top1_int8": 73.5}, max_drop=1.0)
+
+
+def test_int8_finds_the_runs_folders_in_its_hydra_config(tmp_path):
+    from students.quantize import run_folders
+
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "config.yaml").write_text(
+        "recipe_data: ../data\ndata:\n  unlabeled_dir: ${recipe_data}/train\n  val_dir: null\n")
+    (tmp_path / "run" / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {tmp_path / 'project'}\n")
+    assert run_folders(tmp_path / "run" / "student.safetensors") == (str(tmp_path / "data" / "train"), None)
+    assert run_folders(tmp_path / "elsewhere" / "student.safetensors") == (None, None)

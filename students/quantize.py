@@ -1,0 +1,200 @@
+"""INT8 students for CPUs: onnxruntime's post-training static quantization of the exported ONNX file, then
+checked against the fp32 file on labeled images, never assumed.
+
+    python -m students.export RUN_DIR --int8
+
+QDQ format, int8 weights per output channel, uint8 activations whose ranges are calibrated on a few hundred
+of the run's unlabeled images, preprocessed exactly as the student sees them at evaluation (its centre crop,
+resolution, mean and std). onnxruntime fuses each QuantizeLinear / DequantizeLinear pair around a Conv into
+one integer convolution (VNNI on this project's CPUs).
+"""
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from distill.data import CropViews, ImageFiles
+from distill.normalize import Normalize
+
+METHODS = ("minmax", "percentile", "entropy")
+
+
+class QuantizationLoss(RuntimeError):
+    """The INT8 file lost more top-1 than allowed; the message says by how much and what to try."""
+
+
+def student_inputs(model: nn.Module, files: Sequence[Path], batch_size: int = 64) -> Iterator[np.ndarray]:
+    """float32 NCHW batches of `files` as `model` (a loaded student) sees them at evaluation."""
+    cfg = model.pretrained_cfg
+    views = CropViews({"student": cfg["input_size"][-1]}, train=False, crop_pct=cfg.get("crop_pct", 1.0))
+    normalize = Normalize(model)
+    for batch in DataLoader(ImageFiles(files, None, views), batch_size=batch_size):
+        yield normalize(batch["student"]).numpy()
+
+
+def calibration_sample(files: Sequence[Path], n: int, seed: int = 0) -> list[Path]:
+    """`n` of `files`, a seeded draw (the folder's order is often by class)."""
+    files = sorted(files)
+    return sorted(random.Random(seed).sample(files, min(n, len(files))))
+
+
+def quantize(model: nn.Module, fp32_onnx: Path, int8_onnx: Path, calibration_files: Sequence[Path],
+             method: str = "minmax") -> Path:
+    """Write `int8_onnx`: `fp32_onnx` statically quantized (QDQ, per-channel int8 weights, uint8
+    activations), activation ranges calibrated on `calibration_files` by `method` (minmax | percentile |
+    entropy: onnxruntime's calibrators)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quant_pre_process, quantize_static)
+
+    if method not in METHODS:
+        raise ValueError(f"--calibrate {method!r}: choose one of {', '.join(METHODS)}")
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = student_inputs(model, calibration_files, batch_size=32)
+
+        def get_next(self) -> dict | None:
+            x = next(self.batches, None)
+            return None if x is None else {"input": x}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"  # shapes inferred, graph optimised: what the quantizer expects
+        quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(int8_onnx), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                                          "entropy": CalibrationMethod.Entropy}[method])
+    return int8_onnx
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def compare(model: nn.Module, fp32_onnx: Path, int8_onnx: Path, files: Sequence[Path], labels: Sequence[int] | None,
+            teacher_logits: np.ndarray | None = None, threads: int = 2) -> dict:
+    """Top-1 of both files on labeled `files`, their agreement with each other and, given the teacher's
+    logits for the same files in the same order, with the teacher; in percent."""
+    fp32, int8 = _session(fp32_onnx, threads), _session(int8_onnx, threads)
+    logits = {"fp32": [], "int8": []}
+    for x in tqdm(student_inputs(model, files), desc="fp32 vs int8", unit="batch", total=-(-len(files) // 64)):
+        logits["fp32"].append(fp32.run(None, {"input": x})[0])
+        logits["int8"].append(int8.run(None, {"input": x})[0])
+    logits = {k: np.concatenate(v) for k, v in logits.items()}
+    preds = {k: v.argmax(1) for k, v in logits.items()}
+    pct = lambda a, b: round(100 * float((a == b).mean()), 2)  # noqa: E731
+    # how far INT8 moved the logits, relative to their spread: 0 is exact
+    error = float(np.abs(logits["int8"] - logits["fp32"]).mean() / (logits["fp32"].std() + 1e-12))
+    report = {"images": len(files), "agreement_fp32_int8": pct(preds["fp32"], preds["int8"]),
+              "logit_error": round(error, 4)}
+    if labels is not None:
+        truth = np.asarray(labels)
+        report.update(top1_fp32=pct(preds["fp32"], truth), top1_int8=pct(preds["int8"], truth))
+    if teacher_logits is not None:
+        teacher = teacher_logits.argmax(1)
+        report.update(agreement_teacher_fp32=pct(preds["fp32"], teacher), agreement_teacher_int8=pct(preds["int8"], teacher))
+    return report
+
+
+def latency_ms(path: Path, img_size: int, batch_size: int, threads: int = 2, seconds: float = 1.5) -> float:
+    """Median wall time of one `batch_size` inference in onnxruntime on `threads` threads (ms)."""
+    session = _session(path, threads)
+    x = np.random.default_rng(0).standard_normal((batch_size, 3, img_size, img_size), dtype=np.float32)
+    for _ in range(3):
+        session.run(None, {"input": x})
+    times, start = [], time.perf_counter()
+    while len(times) < 5 or (time.perf_counter() - start < seconds and len(times) < 200):
+        t0 = time.perf_counter()
+        session.run(None, {"input": x})
+        times.append(time.perf_counter() - t0)
+    return round(1000 * statistics.median(times), 3)
+
+
+def check(report: dict, max_drop: float) -> None:
+    """Raise QuantizationLoss when INT8 lost more than `max_drop` top-1 points."""
+    if "top1_int8" in report and report["top1_fp32"] - report["top1_int8"] > max_drop:
+        raise QuantizationLoss(
+            f"INT8 top-1 {report['top1_int8']:.2f} % is {report['top1_fp32'] - report['top1_int8']:.2f} points under "
+            f"fp32's {report['top1_fp32']:.2f} % (allowed: --max-drop {max_drop:g}); try another calibration "
+            f"(--calibrate percentile or entropy) or more images (--calibration-images)")
+
+
+def run_folders(student_file: Path) -> tuple[str | None, str | None]:
+    """The (unlabeled, validation) folders of the run that wrote `student_file`, from its Hydra config."""
+    from omegaconf import OmegaConf
+
+    from distill.entry import register_resolvers
+
+    run = student_file.parent / ".hydra"
+    if not (run / "config.yaml").is_file():
+        return None, None
+    register_resolvers()
+    cfg = OmegaConf.load(run / "config.yaml")
+    cwd = Path(OmegaConf.load(run / "hydra.yaml").hydra.runtime.cwd) if (run / "hydra.yaml").is_file() else Path.cwd()
+    found = [OmegaConf.select(cfg, key, default=None) for key in ("data.unlabeled_dir", "data.val_dir")]
+    return tuple(os.path.normpath(cwd / f) if f else None for f in found)
+
+
+def teacher_val_logits(student_file: Path, images: int, classes: int) -> np.ndarray | None:
+    """The run's cached teacher logits for its validation images (N x C), when they are on disk in full."""
+    import json
+
+    summary = student_file.parent / "summary.json"
+    cache = json.loads(summary.read_text()).get("soft_target_cache", {}).get("val") if summary.is_file() else None
+    if not cache or not Path(cache["path"]).is_file():
+        return None
+    logits = np.load(cache["path"], mmap_mode="r")
+    logits = logits.reshape(-1, *logits.shape[-2:])[0]
+    return np.asarray(logits, dtype=np.float32) if logits.shape == (images, classes) else None
+
+
+def export_int8(model: nn.Module, student_file: Path, fp32_onnx: Path, out_dir: Path, calibration_dir: str | None = None,
+                val_dir: str | None = None, calibration_images: int = 300, method: str = "minmax",
+                threads: int = 2) -> dict:
+    """Write `student.int8.onnx` beside `fp32_onnx` and return its report: top-1 of both files on the
+    validation folder (the run's, by default), their agreement (and with the teacher), latency, size."""
+    from distill.folders import labeled_files, scan_images
+
+    run_unlabeled, run_val = run_folders(student_file)
+    calibration_dir, val_dir = calibration_dir or run_unlabeled, val_dir or run_val
+    if not calibration_dir or not Path(calibration_dir).is_dir():
+        raise ValueError(f"no calibration folder (the run's data.unlabeled_dir: {run_unlabeled}); "
+                         f"give --calibration-dir FOLDER")
+    files = scan_images(calibration_dir).files
+    if not files:
+        raise ValueError(f"--calibration-dir {calibration_dir}: no images")
+    int8_onnx = quantize(model, fp32_onnx, out_dir / "student.int8.onnx", calibration_sample(files, calibration_images),
+                         method)
+    if val_dir and Path(val_dir).is_dir():
+        val_files, labels, _ = labeled_files(val_dir, model.pretrained_cfg.get("label_names"), "--val-dir",
+                                             model.num_classes)
+        report = compare(model, fp32_onnx, int8_onnx, val_files, labels, teacher_val_logits(student_file, len(val_files), model.num_classes),
+                         threads)
+        report["folder"] = str(val_dir)
+    else:  # no labels: agreement on the calibration folder's other images
+        rest = sorted(set(files) - set(calibration_sample(files, calibration_images)))[:3000] or files
+        report = {**compare(model, fp32_onnx, int8_onnx, rest, None, None, threads), "folder": str(calibration_dir)}
+    size = model.pretrained_cfg["input_size"][-1]
+    report.update(calibration={"folder": str(calibration_dir), "images": min(calibration_images, len(files)),
+                               "method": method}, threads=threads)
+    for name, path in (("fp32", fp32_onnx), ("int8", int8_onnx)):
+        report[f"latency_ms_b1_{name}"] = latency_ms(path, size, 1, threads)
+        report[f"latency_ms_b32_{name}"] = latency_ms(path, size, 32, threads)
+        report[f"bytes_{name}"] = path.stat().st_size
+    report["int8_file"] = str(int8_onnx)
+    return report
