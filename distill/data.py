@@ -386,6 +386,8 @@ class DistillDataModule(pl.LightningDataModule):
             JPEG decoding is paid once, up to `decoded_max_gb` on disk; None decodes every epoch. With
             cached soft targets the student's K training views are rendered there too (`arrays.render_views`),
             up to `rendered_max_gb`.
+        scan_index: a folder for the folders' scan indexes (`folders.scan_images`): a later run of an
+            unchanged folder opens no image header; None scans from the headers every run.
     """
 
     def __init__(self, image_sizes: dict[str, int], unlabeled_dir: str | None = None, train_dir: str | None = None,
@@ -396,7 +398,7 @@ class DistillDataModule(pl.LightningDataModule):
                  eval_crop_pct: float = 1.0, pin_memory: bool = False, skipped_log: str | None = None,
                  seed: int = 0, decoded_cache: str | None = None, decoded_max_gb: float = 4.0,
                  rendered_max_gb: float = 4.0, mix: dict | None = None, soft_targets: SoftTargets | None = None,
-                 teacher_in_training: bool = True):
+                 teacher_in_training: bool = True, scan_index: str | None = None):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} must be a positive integer")
@@ -417,7 +419,7 @@ class DistillDataModule(pl.LightningDataModule):
         self.mix = MixViews(**(mix or {}))
         self._resume: dict | None = None  # set from a mid-epoch checkpoint (load_state_dict)
         self.skipped_log = Path(skipped_log) if skipped_log and rank_zero_only.rank == 0 else None
-        self.seed, self.decoded_cache = seed, decoded_cache
+        self.seed, self.decoded_cache, self.scan_index = seed, decoded_cache, scan_index
         self.decoded_max_gb, self.rendered_max_gb = decoded_max_gb, rendered_max_gb
         self.soft_targets, self.teacher_in_training = soft_targets, teacher_in_training
         self.soft_target_reports: dict[str, dict] = {}  # split -> `build_soft_targets`'s report
@@ -431,11 +433,11 @@ class DistillDataModule(pl.LightningDataModule):
         train_views = self._views(self.image_sizes, train=True)
         if self.train_dir:
             files, labels, _ = labeled_files(self.train_dir, self.class_names, "data.train_dir", self.num_classes,
-                                             self.skipped_log)
+                                             self.skipped_log, self.scan_index)
             files, labels = label_subset(files, labels, self.label_fraction)
             source = self.train_dir
         elif self.unlabeled_dir:
-            scan = scan_images(existing_dir(self.unlabeled_dir, "data.unlabeled_dir"))
+            scan = scan_images(existing_dir(self.unlabeled_dir, "data.unlabeled_dir"), self.scan_index)
             log.info("unlabeled %s", scan.summary())
             report_skipped(scan.skipped, "data.unlabeled_dir", self.skipped_log)
             files, labels, source = scan.files, None, self.unlabeled_dir
@@ -447,7 +449,7 @@ class DistillDataModule(pl.LightningDataModule):
         val_set = None
         if self.val_dir:
             files, labels, _ = labeled_files(self.val_dir, self.class_names, "data.val_dir", self.num_classes,
-                                             self.skipped_log)
+                                             self.skipped_log, self.scan_index)
             if not files:
                 raise ValueError(f"no usable images under data.val_dir={self.val_dir}")
             val_set = self._with_decoded(ImageFiles(

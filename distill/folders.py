@@ -2,15 +2,19 @@
 their labels in the teacher's class order. Only headers are read here; pixels are decoded later."""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .disk import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +36,14 @@ class FolderScan:
         return f"{self.root}: {len(self.files)} images" + (f"; skipped {reasons}" if reasons else "")
 
 
-def _check_image(path: Path) -> str | None:
+def _check_image(path: Path, size: int | None = None) -> str | None:
     """Why `path` is not a usable image (from its header, without decoding pixels), or None."""
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         return "not_an_image_file"
     if not path.exists():
         return "dangling_symlink"
     try:
-        if path.stat().st_size == 0:
+        if (path.stat().st_size if size is None else size) == 0:
             return "empty_file"
         with Image.open(path) as img:
             width, height = img.size
@@ -56,19 +60,77 @@ def _check_image(path: Path) -> str | None:
     return None
 
 
-def scan_images(root: str | Path) -> FolderScan:
-    """Every image under `root`, recursively, in a stable order; class sub-folders are just folders."""
-    scan = FolderScan(Path(root))
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            reason = _check_image(path)
-            if reason:
-                scan.skipped[reason].append(str(path))
-            else:
-                scan.files.append(path)
+def _walk(root: Path) -> Iterator[os.DirEntry]:
+    """Every file under `root`, symlinks followed, in sorted order (directories before their files'
+    siblings as os.walk gives them: each directory's files, then its sub-directories)."""
+    with os.scandir(root) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    dirs = []
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            dirs.append(entry)
+        else:
+            yield entry
+    for entry in dirs:
+        yield from _walk(Path(entry.path))
+
+
+def scan_images(root: str | Path, index_dir: str | Path | None = None) -> FolderScan:
+    """Every image under `root`, recursively, in a stable order; class sub-folders are just folders.
+
+    With `index_dir`, each file's verdict is kept there (`scan-<root hash>.json`, keyed by relative path,
+    size and mtime), so a later scan of an unchanged folder only lists it and stats its files: no image
+    header is opened again (100,000 files: BENCHMARKS.md)."""
+    root = Path(root)
+    scan = FolderScan(root)
+    index_file = _index_file(root, index_dir) if index_dir else None
+    old = _read_index(index_file) if index_file else {}
+    new = {}
+    for entry in _walk(root):
+        path = Path(entry.path)
+        try:
+            stat = entry.stat()
+            key = [stat.st_size, stat.st_mtime_ns]
+        except OSError:  # a dangling symlink, or gone since the listing
+            key = None
+        rel = os.path.relpath(entry.path, root)
+        if key is not None and old.get(rel, [None])[:2] == key:
+            reason = old[rel][2]
+        else:
+            reason = _check_image(path, key[0] if key else None)
+        if key is not None and reason not in ("unreadable",):  # (permissions may be fixed: ask again)
+            new[rel] = [*key, reason]
+        if reason:
+            scan.skipped[reason].append(str(path))
+        else:
+            scan.files.append(path)
+    if index_file and new != old:
+        _write_index(index_file, root, new)
     return scan
+
+
+def _index_file(root: Path, index_dir: str | Path) -> Path:
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return Path(index_dir) / f"scan-{digest}.json"
+
+
+def _read_index(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or damaged: scan from the headers
+        return {}
+
+
+def _write_index(path: Path, root: Path, files: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps({"root": str(root.resolve()), "files": files})))
+    except OSError as err:  # an index is a speed-up: never a reason to stop
+        log.warning("could not write the scan index %s (%s)", path, err)
 
 
 def load_rgb(path: Path, working_size: Callable[[int, int], tuple[int, int] | None] | None = None) -> Image.Image:
@@ -126,7 +188,7 @@ def class_folders(root: str | Path, key: str = "data.train_dir") -> list[str]:
 
 
 def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str,
-                  num_classes: int | None = None, skipped_log: Path | None = None
+                  num_classes: int | None = None, skipped_log: Path | None = None, scan_index: str | None = None
                   ) -> tuple[list[Path], list[int], list[str]]:
     """An ImageFolder-layout tree -> files, label indices in the teacher's class order, folder names.
 
@@ -148,7 +210,7 @@ def labeled_files(root: str | Path, class_names: Sequence[str] | None, key: str,
         index = {name: i for i, name in enumerate(folders)}
     files, labels, skipped = [], [], defaultdict(list)
     for folder in folders:
-        scan = scan_images(root / folder)
+        scan = scan_images(root / folder, scan_index)
         files += scan.files
         labels += [index[folder]] * len(scan.files)
         for reason, paths in scan.skipped.items():

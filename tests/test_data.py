@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,6 +39,42 @@ def test_scan_is_recursive_and_reports_bad_files(tmp_path):
     assert scan.skipped["not_an_image"] == [str(tmp_path / "page.jpg")]
     assert scan.skipped["dangling_symlink"] == [str(tmp_path / "dangling.png")]
     assert len(scan.skipped["not_an_image_file"]) == 2
+
+
+def test_scan_index_skips_the_headers_of_unchanged_files_only(tmp_path, monkeypatch):
+    """A second scan with the index reads no header of an unchanged file and gives the same result; a
+    rewritten file is checked again, a new one found, a removed one forgotten."""
+    import distill.folders
+
+    root, index = tmp_path / "data", tmp_path / "index"
+    for sub in ("b", "a/deep", "c"):
+        (root / sub).mkdir(parents=True)
+    for name in ("b/1.png", "a/2.png", "a/deep/3.png", "c/4.png", "0.png"):
+        gradient().save(root / name)
+    (root / "a" / "bad.jpg").write_text("not an image")
+    first = scan_images(root, index)
+    assert first.files == scan_images(root).files and first.skipped == scan_images(root).skipped  # same order
+    opened = []
+    monkeypatch.setattr(distill.folders.Image, "open", _recording_open(opened))
+    again = scan_images(root, index)
+    assert (again.files, again.skipped) == (first.files, first.skipped) and opened == []
+    (root / "a" / "bad.jpg").unlink()
+    gradient().save(root / "a" / "bad.jpg", format="JPEG")  # fixed: a new size and mtime
+    gradient().save(root / "c" / "5.png")
+    (root / "0.png").unlink()
+    third = scan_images(root, index)
+    assert sorted(map(Path, opened)) == [root / "a" / "bad.jpg", root / "c" / "5.png"]
+    assert third.files == scan_images(root).files and root / "a" / "bad.jpg" in third.files and not third.skipped
+
+
+def _recording_open(opened: list):
+    real = Image.open
+
+    def open_(path, *args, **kwargs):
+        opened.append(path)
+        return real(path, *args, **kwargs)
+
+    return open_
 
 
 @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "I;16"])
