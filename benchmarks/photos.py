@@ -1,15 +1,17 @@
 """Multi-megapixel photo folders against their pre-resized copy: images/s and peak RSS of train.py.
 
-    python benchmarks/photos.py                    # 400 photos, about 4 min on 2 cores
-    python benchmarks/photos.py --images 200 --repeats 1
+    python benchmarks/photos.py                    # 400 photos, about 6 min on 2 cores
+    python benchmarks/photos.py --images 200 --decoded-cache on
 
 Builds, outside the repo, a photo folder from Imagenette train images (../shared/data/imagenette): each one
 upscaled to a random width of 1,600-2,600 px (4:3 or 3:2, either way up) and saved as a JPEG (quality 90),
 the kind of folder a phone gives; and its pre-resized copy (short side 224 px). Then runs the same online
 distillation on both, interleaved: a random-weight timm resnet18 teacher at 160 px, MobileNet v1 alpha 0.25
-at 128 px, batch 64, default loader (one worker per two cores), no decoded-image cache (the photos have
-mixed sizes). Prints images/s (the Throughput callback: after 5 warm-up steps) and the training process's
-peak RSS for each, and their ratio; writes benchmarks/results/photos.json.
+at 128 px, batch 64, default loader (one worker per two cores); without the decoded-image cache (JPEGs
+decoded every epoch, in the DCT domain at the working size) and with it (each image decoded once, kept at
+the short side that covers every crop). Prints images/s (the Throughput callback: after 5 warm-up steps),
+the training process's peak RSS and the command's wall time for each, and their ratios; writes
+benchmarks/results/photos.json.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import timm
@@ -52,16 +55,19 @@ def make_folders(source: Path, out: Path, images: int, seed: int = 0) -> tuple[P
     return photos, resized
 
 
-def run(folder: Path, teacher: Path, work: Path, name: str, epochs: int) -> dict:
+def run(folder: Path, teacher: Path, work: Path, name: str, epochs: int, decoded: bool) -> dict:
     out = work / "runs" / name
-    cmd = [sys.executable, "train.py", f"data.unlabeled_dir={folder}", "data.val_dir=null", "data.decoded_cache=null",
+    cache = f"data.decoded_cache={work / 'decoded'}" if decoded else "data.decoded_cache=null"
+    cmd = [sys.executable, "train.py", f"data.unlabeled_dir={folder}", "data.val_dir=null", cache,
            "teacher.name=resnet18", f"teacher.checkpoint_path={teacher}", "teacher.img_size=160",
            "student.alpha=0.25", "student.img_size=128", f"trainer.max_epochs={epochs}",
            "callbacks.run_report.latency=false", "logger=csv", f"paths.cache_dir={work / 'cache'}",
            f"hydra.run.dir={out}"]
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
-    return json.loads((out / "summary.json").read_text())["throughput"]
+    return {**json.loads((out / "summary.json").read_text())["throughput"],
+            "command_s": round(time.perf_counter() - start, 1)}
 
 
 def main() -> None:
@@ -69,7 +75,9 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "data" / "imagenette" / "train")
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--decoded-cache", choices=["off", "on", "both"], default="both",
+                        help="off: decode every epoch; on: the decoded-image cache (the default setting)")
     args = parser.parse_args()
     from teachers import for_classes, save_teacher
 
@@ -79,19 +87,23 @@ def main() -> None:
     torch.manual_seed(0)
     model = timm.create_model("resnet18", pretrained=False, num_classes=len(classes))  # speed only: random weights
     teacher = save_teacher(for_classes(model, classes), work / "teacher", "resnet18")
-    rows = {"photos": [], "resized": []}
-    for r in range(args.repeats):  # interleaved: this machine's speed drifts within minutes
-        for name, folder in (("photos", photos), ("resized", resized)):
-            rows[name].append(run(folder, teacher, work, f"{name}{r}", args.epochs))
-            print(f"{name} (repeat {r}): {rows[name][-1]}", flush=True)
-    med = {k: statistics.median(x["images_per_s"] for x in v) for k, v in rows.items()}
-    rss = {k: max(x["peak_rss_mb"] for x in v) for k, v in rows.items()}
-    line = (f"photos {med['photos']:.1f} images/s vs pre-resized {med['resized']:.1f}: "
-            f"{med['photos'] / med['resized']:.2f}x; peak RSS {rss['photos']:.0f} vs {rss['resized']:.0f} MB "
-            f"({rss['photos'] / rss['resized']:.2f}x)")
-    print(line)
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.decoded_cache]
+    rows, lines = {}, []
+    for decoded in modes:
+        for r in range(args.repeats):  # interleaved: this machine's speed drifts within minutes
+            for name, folder in (("photos", photos), ("resized", resized)):
+                key = f"{name}, decoded cache {'on' if decoded else 'off'}"
+                rows.setdefault(key, []).append(run(folder, teacher, work, f"{name}{r}{decoded}", args.epochs, decoded))
+                print(f"{key} (repeat {r}): {rows[key][-1]}", flush=True)
+        on = "on" if decoded else "off"
+        med = {k: statistics.median(x["images_per_s"] for x in rows[f"{k}, decoded cache {on}"]) for k in ("photos", "resized")}
+        rss = {k: max(x["peak_rss_mb"] for x in rows[f"{k}, decoded cache {on}"]) for k in ("photos", "resized")}
+        lines.append(f"decoded cache {on}: photos {med['photos']:.1f} images/s vs pre-resized {med['resized']:.1f}: "
+                     f"{med['photos'] / med['resized']:.2f}x; peak RSS {rss['photos']:.0f} vs {rss['resized']:.0f} MB "
+                     f"({rss['photos'] / rss['resized']:.2f}x)")
+    print("\n".join(lines))
     (ROOT / "benchmarks" / "results" / "photos.json").write_text(json.dumps(
-        {"summary": line, "images": args.images, "runs": rows}, indent=2))
+        {"summary": lines, "images": args.images, "epochs": args.epochs, "runs": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -57,11 +57,43 @@ class NpyRows:
 
 
 
-def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9) -> tuple[str | None, list[int]]:
-    """Decode every image once into `root/decoded-<hash of the file list>.npy` (N x H x W x 3 uint8), so
-    JPEG/PNG decoding is paid once, not every epoch. Only for folders whose images all have one size
-    (CIFAR-like) and fit in `max_bytes`; returns (None, []) otherwise. The image sizes are read from the
-    headers once and kept beside the would-be file. Also returns the indices that failed to decode."""
+class RaggedPixels:
+    """Decoded images of many sizes in one flat uint8 file (`decode_to_cache` at a working short side),
+    read one at a time with pread like `NpyRows`; `read(i)` returns (H x W x 3 pixels, the source's
+    (width, height)), so crops drawn on the source's pixel grid can be scaled onto the stored image."""
+
+    def __init__(self, path: str):
+        self.path, self.index = path, np.load(f"{path}.index.npy")  # N x 5: offset, height, width, source w, h
+        self._fd, self._pid = None, None
+
+    def read(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
+        offset, height, width, source_w, source_h = (int(v) for v in self.index[i])
+        if self._pid != os.getpid():
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        out = np.empty((height, width, 3), np.uint8)
+        if os.preadv(self._fd, [memoryview(out.reshape(-1))], offset) != out.size:
+            raise OSError(f"{self.path}: short read at image {i}")
+        return out, (source_w, source_h)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fd": None, "_pid": None}
+
+    def __del__(self):
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+
+
+def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9,
+                    short_side: int | None = None) -> tuple[str | None, list[int]]:
+    """Decode every image once, so JPEG/PNG decoding is paid once, not every epoch; returns the cache's
+    path (None: decode on the fly) and the indices that failed to decode.
+
+    Images of one size no larger than needed: `root/decoded-<hash of the file list>.npy`, N x H x W x 3.
+    Otherwise, given `short_side` (the working resolution: the short side at which every crop still
+    covers the largest view), each image is stored once with its short side reduced to it (never
+    enlarged), JPEGs decoded in the DCT domain at the nearest larger scale: `...-<hash>.bin`, read by
+    `RaggedPixels`. Either way only when it fits in `max_bytes`. Header sizes are read once and kept
+    beside the would-be file."""
     path = cache_path(root, "decoded", files, suffix=".npy")
     bad_file, sizes_file = path.with_suffix(".bad.json"), path.with_suffix(".sizes.json")
     if path.exists():
@@ -70,11 +102,16 @@ def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9) -
         log.warning("decoded-image cache %s is damaged (%s): decoding again", path, why)
         path.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not sizes_file.exists():  # headers only: ~50 us an image
-        sizes = Counter(filter(None, map(_header_size, files)))
-        write_json(sizes_file, {"distinct": len(sizes), "common": sizes.most_common(3)})
-    sizes = json.loads(sizes_file.read_text())
-    if sizes["distinct"] != 1:
+    sizes = json.loads(sizes_file.read_text()) if sizes_file.exists() else {}
+    if "each" not in sizes:  # headers only: ~50 us an image
+        each = [_header_size(f) for f in files]
+        counts = Counter(filter(None, each))
+        sizes = {"distinct": len(counts), "common": counts.most_common(3), "each": each}
+        write_json(sizes_file, sizes)
+    one_size = sizes["distinct"] == 1 and (short_side is None or min(sizes["common"][0][0]) <= short_side)
+    if not one_size:
+        if short_side is not None and "each" in sizes:
+            return _decode_ragged(files, root, max_bytes, short_side, sizes["each"])
         log.info("data.decoded_cache: decoding on the fly (images of %d sizes, e.g. %s)", sizes["distinct"],
                  [tuple(wh) for wh, _ in sizes["common"]])
         return None, []
@@ -95,11 +132,63 @@ def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9) -
             del pixels
             tmp.unlink()
             log.info("data.decoded_cache: decoding on the fly (%s is %s after its EXIF rotation)", f, img.size)
-            write_json(sizes_file, {"distinct": 2, "common": [[[width, height], 1], [img.size, 1]]})
-            return None, []
+            write_json(sizes_file, {**sizes, "distinct": 2, "common": [[[width, height], 1], [img.size, 1]]})
+            return _decode_ragged(files, root, max_bytes, short_side, sizes["each"]) if short_side else (None, [])
         pixels[i] = np.asarray(img)
     pixels.flush()
     del pixels
+    bad_file.write_text(json.dumps(bad))
+    os.replace(tmp, path)
+    return str(path), bad
+
+
+def _reduced(width: int, height: int, short_side: int) -> tuple[int, int]:
+    scale = min(1.0, short_side / min(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _decode_ragged(files: Sequence[Path], root: Path, max_bytes: float, short_side: int,
+                   header_sizes: list) -> tuple[str | None, list[int]]:
+    """The working-resolution variant of `decode_to_cache` (see there)."""
+    path = cache_path(root, "decoded", files, hashlib.sha256(f"short-side-{short_side}".encode()), suffix=".bin")
+    index_file, bad_file = Path(f"{path}.index.npy"), path.with_suffix(".bad.json")
+    if path.exists() and index_file.exists():
+        try:
+            index = np.load(index_file)
+            intact = index.shape == (len(files), 5) and path.stat().st_size == int((index[:, 1] * index[:, 2] * 3).sum())
+        except (OSError, ValueError):
+            intact = False
+        if intact:
+            return str(path), json.loads(bad_file.read_text()) if bad_file.exists() else []
+        log.warning("decoded-image cache %s is damaged: decoding again", path)
+    estimate = sum(3 * np.prod(_reduced(*wh, short_side)) for wh in header_sizes if wh)
+    if estimate > max_bytes:
+        log.info("data.decoded_cache: decoding on the fly (%.1f GB at a %d px short side > data.decoded_max_gb)",
+                 estimate / 1e9, short_side)
+        return None, []
+    index, bad, offset = np.zeros((len(files), 5), np.int64), [], 0
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as out:
+        for i, f in enumerate(tqdm(files, desc=f"decoding images once at a {short_side} px short side", unit="img",
+                                   mininterval=2)):
+            source = {}
+
+            def need(width: int, height: int) -> tuple[int, int]:
+                source["size"] = (width, height)
+                return _reduced(width, height, short_side)
+
+            try:
+                img = load_rgb(f, need)
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+                bad.append(i)
+                continue
+            target = _reduced(*source["size"], short_side)
+            if img.size != target:  # (DCT scaling stops at the nearest larger size)
+                img = img.resize(target, Image.BILINEAR, reducing_gap=None)
+            out.write(np.asarray(img).tobytes())
+            index[i] = offset, target[1], target[0], *source["size"]
+            offset += target[0] * target[1] * 3
+    np.save(index_file, index)
     bad_file.write_text(json.dumps(bad))
     os.replace(tmp, path)
     return str(path), bad

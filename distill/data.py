@@ -22,7 +22,7 @@ from PIL import Image
 from timm.data.auto_augment import rand_augment_transform
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from .arrays import NpyRows, decode_to_cache, render_views
+from .arrays import NpyRows, RaggedPixels, decode_to_cache, render_views
 from .cache import SoftTargets, expand_topk
 from .folders import (existing_dir, label_subset, labeled_files, load_rgb, record_skipped, report_skipped,
                       scan_images)
@@ -148,6 +148,16 @@ class CropViews:
         box = self.box(width, height, rng)
         return box, self.train and self.hflip and rng.random() < 0.5
 
+    def cover_short_side(self) -> int:
+        """The short side at which every crop this policy draws still covers the largest view: a random
+        crop's short side is at least sqrt(scale[0] * min(ratio[0], 1 / ratio[1])) of the image's."""
+        largest = max(self.sizes.values())
+        if not self.train:
+            return math.ceil(largest / self.crop_pct)
+        if self.pad:
+            return largest
+        return math.ceil(largest / math.sqrt(self.scale[0] * min(self.ratio[0], 1 / self.ratio[1])))
+
     def working_size(self, width: int, height: int, box: tuple[int, int, int, int]) -> tuple[int, int] | None:
         """The smallest (width, height) at which the whole image can be decoded and `box` still covers the
         largest view size (None: the source size is needed)."""
@@ -208,7 +218,8 @@ class ImageFiles(Dataset):
     def __init__(self, files: Sequence[Path], labels: Sequence[int] | None, transform: CropViews,
                  skipped_log: Path | None = None, soft_targets: dict | None = None, decoded: str | None = None):
         self.files, self.transform, self.skipped_log = list(files), transform, skipped_log
-        # Optional decoded-image cache (`arrays.decode_to_cache`): N x H x W x 3 uint8 on disk, read by row.
+        # Optional decoded-image cache (`arrays.decode_to_cache`): N x H x W x 3 uint8 on disk, read by row,
+        # or (.bin) images of many sizes at the working resolution, read by `RaggedPixels`.
         self.decoded, self._pixels = decoded, None
         # Optional pre-rendered views (`arrays.render_views`): K x N x S x S x 3 uint8, the crops themselves.
         self.rendered, self._rendered = None, None
@@ -251,6 +262,12 @@ class ImageFiles(Dataset):
                 (name,) = self.transform.sizes
                 crop = self._rows("_rendered", self.rendered).read([view], [index])[0]
                 views = {name: torch.from_numpy(crop).permute(2, 0, 1)}
+            elif self.decoded and self.decoded.endswith(".bin"):  # stored at the working resolution
+                if self._pixels is None:
+                    self._pixels = RaggedPixels(self.decoded)
+                pixels, source = self._pixels.read(i)
+                img = torch.from_numpy(pixels).permute(2, 0, 1)  # 3,H,W
+                views = self.transform(img, rng, plan=self.transform.plan(*source, rng), source_size=source)
             elif self.decoded:
                 img = torch.from_numpy(self._rows("_pixels", self.decoded).read([i])[0]).permute(2, 0, 1)  # 3,H,W
                 views = self.transform(img, rng)
@@ -382,8 +399,9 @@ class DistillDataModule(pl.LightningDataModule):
             alone, and the teacher never sees a training image.
         skipped_log: where every skipped file is listed with its reason (skipped_files.tsv in the run dir).
         seed: shuffling and augmentation seed (see `EpochSampler`).
-        decoded_cache: a folder for decoded uint8 copies of equal-size images (`arrays.decode_to_cache`), so
-            JPEG decoding is paid once, up to `decoded_max_gb` on disk; None decodes every epoch. With
+        decoded_cache: a folder for decoded uint8 copies of the images (`arrays.decode_to_cache`: at the
+            working resolution, the short side that still covers every crop at the largest model
+            resolution), so decoding is paid once, up to `decoded_max_gb` on disk; None decodes every epoch. With
             cached soft targets the student's K training views are rendered there too (`arrays.render_views`),
             up to `rendered_max_gb`.
         scan_index: a folder for the folders' scan indexes (`folders.scan_images`): a later run of an
@@ -458,7 +476,8 @@ class DistillDataModule(pl.LightningDataModule):
 
     def _with_decoded(self, dataset: ImageFiles) -> ImageFiles:
         if self.decoded_cache:
-            dataset.decoded, bad = decode_to_cache(dataset.files, Path(self.decoded_cache), self.decoded_max_gb * 1e9)
+            dataset.decoded, bad = decode_to_cache(dataset.files, Path(self.decoded_cache), self.decoded_max_gb * 1e9,
+                                                   dataset.transform.cover_short_side())
             dataset.bad.update(bad)
             record_skipped(self.skipped_log, "undecodable", [str(dataset.files[i]) for i in bad])
         return dataset

@@ -159,19 +159,47 @@ def test_decoded_cache_gives_the_same_crops(folders, tmp_path):
         assert torch.equal(plain.train_set[key]["teacher"], decoded.train_set[key]["teacher"])
 
 
-def test_decoded_cache_only_for_equal_sizes_within_the_cap(folders, tmp_path, monkeypatch):
+def test_decoded_cache_for_mixed_sizes_is_kept_at_the_working_resolution(folders, tmp_path, monkeypatch):
+    """Images of many sizes are decoded once too, each stored with its short side reduced to the one that
+    still covers every crop (never enlarged); their headers are read once; over the cap: on the fly."""
     import distill.arrays
 
-    def module(folder, **kw):
-        return DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folder), batch_size=4,
-                                 num_workers=0, decoded_cache=str(tmp_path / "decoded"), **kw)
+    def module(folder, sizes=(16, 16), cache="decoded", **kw):
+        return DistillDataModule(dict(zip(("teacher", "student"), sizes)), unlabeled_dir=str(folder), batch_size=4,
+                                 num_workers=0, decoded_cache=str(tmp_path / cache), **kw)
 
-    assert module(folders["train"]).train_set.decoded is None  # images of different sizes: decoded on the fly
+    dm = module(folders["train"])  # 24-32 x 24 px; crops of 35-100 % at 16 px need a 32 px short side: kept whole
+    assert dm.train_set.decoded.endswith(".bin") and dm.train_set.transform.cover_short_side() == 32
     (sizes,) = (tmp_path / "decoded").glob("decoded-*.sizes.json")
     assert json.loads(sizes.read_text())["distinct"] > 1
     monkeypatch.setattr(distill.arrays, "_header_size", lambda f: pytest.fail("headers read again"))
-    assert module(folders["train"]).train_set.decoded is None  # the verdict is remembered
+    assert module(folders["train"]).train_set.decoded == dm.train_set.decoded
     monkeypatch.undo()
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, (w, h) in enumerate([(200, 150), (150, 210), (240, 160), (180, 180)]):
+        gradient().resize((w, h)).save(photos / f"{i}.{'jpg' if i % 2 else 'png'}")
+    plain = DistillDataModule({"teacher": 16, "student": 12}, unlabeled_dir=str(photos), batch_size=4, num_workers=0)
+    stored = module(photos, (16, 12))
+    pixels = distill.arrays.RaggedPixels(stored.train_set.decoded)
+    assert [min(pixels.read(i)[0].shape[:2]) for i in range(4)] == [32] * 4  # 16 px / sqrt(0.35 * 3/4) -> 32
+    assert [pixels.read(i)[1] for i in range(4)] == [(200, 150), (150, 210), (240, 160), (180, 180)]
+    # The same crop of the source: the box is drawn on the source's grid, then rounded to the stored image's
+    # (at most half a stored pixel), so on a smooth gradient the pixels differ by a few levels, not more.
+    for key in [(0, 0, 0), (1, 0, 3), (2, 1, 5), (3, 2, 1)]:
+        a, b = plain.train_set[key], stored.train_set[key]
+        for view in ("teacher", "student"):
+            assert (a[view].float() - b[view].float()).abs().mean() < 8, (key, view)
+    total = sum(3 * int(n) for n in pixels.index[:, 1] * pixels.index[:, 2])
+    assert (Path(stored.train_set.decoded).stat().st_size) == total
+    assert module(photos, (16, 12), "small", decoded_max_gb=0.99 * total / 1e9).train_set.decoded is None  # over the cap
+
+
+def test_decoded_cache_of_one_size_within_the_cap(tmp_path):
+    def module(folder, **kw):
+        return DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(folder), batch_size=4,
+                                 num_workers=0, decoded_cache=str(tmp_path / "decoded"), **kw)
 
     root = tmp_path / "same_size"
     root.mkdir()
@@ -179,7 +207,7 @@ def test_decoded_cache_only_for_equal_sizes_within_the_cap(folders, tmp_path, mo
         Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(root / f"{i}.png")
     assert module(root, decoded_max_gb=6 * 20 * 20 * 3 / 1e9 - 1e-12).train_set.decoded is None  # over the cap
     assert not list((tmp_path / "decoded").glob("decoded-*.npy"))
-    assert module(root, decoded_max_gb=6 * 20 * 20 * 3 / 1e9).train_set.decoded  # the cap is not remembered
+    assert module(root, decoded_max_gb=6 * 20 * 20 * 3 / 1e9).train_set.decoded.endswith(".npy")  # not remembered
 
 
 def test_a_changed_folder_replaces_its_decoded_array_and_keeps_other_folders(tmp_path):
