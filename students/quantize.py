@@ -10,6 +10,7 @@ one integer convolution (VNNI on this project's CPUs).
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import statistics
@@ -19,12 +20,14 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-import torch
+from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from distill.data import CropViews, ImageFiles
+from distill.entry import register_resolvers
+from distill.folders import labeled_files, scan_images
 from distill.normalize import Normalize
 
 METHODS = ("minmax", "percentile", "entropy")
@@ -140,10 +143,6 @@ def check(report: dict, max_drop: float) -> None:
 
 def run_folders(student_file: Path) -> tuple[str | None, str | None]:
     """The (unlabeled, validation) folders of the run that wrote `student_file`, from its Hydra config."""
-    from omegaconf import OmegaConf
-
-    from distill.entry import register_resolvers
-
     run = student_file.parent / ".hydra"
     if not (run / "config.yaml").is_file():
         return None, None
@@ -156,8 +155,6 @@ def run_folders(student_file: Path) -> tuple[str | None, str | None]:
 
 def teacher_val_logits(student_file: Path, images: int, classes: int) -> np.ndarray | None:
     """The run's cached teacher logits for its validation images (N x C), when they are on disk in full."""
-    import json
-
     summary = student_file.parent / "summary.json"
     cache = json.loads(summary.read_text()).get("soft_target_cache", {}).get("val") if summary.is_file() else None
     if not cache or not Path(cache["path"]).is_file():
@@ -172,8 +169,6 @@ def export_int8(model: nn.Module, student_file: Path, fp32_onnx: Path, out_dir: 
                 threads: int = 2) -> dict:
     """Write `student.int8.onnx` beside `fp32_onnx` and return its report: top-1 of both files on the
     validation folder (the run's, by default), their agreement (and with the teacher), latency, size."""
-    from distill.folders import labeled_files, scan_images
-
     run_unlabeled, run_val = run_folders(student_file)
     calibration_dir, val_dir = calibration_dir or run_unlabeled, val_dir or run_val
     if not calibration_dir or not Path(calibration_dir).is_dir():
@@ -182,20 +177,19 @@ def export_int8(model: nn.Module, student_file: Path, fp32_onnx: Path, out_dir: 
     files = scan_images(calibration_dir).files
     if not files:
         raise ValueError(f"--calibration-dir {calibration_dir}: no images")
-    int8_onnx = quantize(model, fp32_onnx, out_dir / "student.int8.onnx", calibration_sample(files, calibration_images),
-                         method)
+    calibration = calibration_sample(files, calibration_images)
+    int8_onnx = quantize(model, fp32_onnx, out_dir / "student.int8.onnx", calibration, method)
     if val_dir and Path(val_dir).is_dir():
         val_files, labels, _ = labeled_files(val_dir, model.pretrained_cfg.get("label_names"), "--val-dir",
                                              model.num_classes)
-        report = compare(model, fp32_onnx, int8_onnx, val_files, labels, teacher_val_logits(student_file, len(val_files), model.num_classes),
-                         threads)
-        report["folder"] = str(val_dir)
+        teacher = teacher_val_logits(student_file, len(val_files), model.num_classes)
+        report = {**compare(model, fp32_onnx, int8_onnx, val_files, labels, teacher, threads), "folder": str(val_dir)}
     else:  # no labels: agreement on the calibration folder's other images
-        rest = sorted(set(files) - set(calibration_sample(files, calibration_images)))[:3000] or files
+        rest = sorted(set(files) - set(calibration))[:3000] or files
         report = {**compare(model, fp32_onnx, int8_onnx, rest, None, None, threads), "folder": str(calibration_dir)}
     size = model.pretrained_cfg["input_size"][-1]
-    report.update(calibration={"folder": str(calibration_dir), "images": min(calibration_images, len(files)),
-                               "method": method}, threads=threads)
+    report.update(calibration={"folder": str(calibration_dir), "images": len(calibration), "method": method},
+                  threads=threads)
     for batch in (1, 32):
         report[f"latency_ms_b{batch}_fp32"], report[f"latency_ms_b{batch}_int8"] = \
             latencies_ms([fp32_onnx, int8_onnx], size, batch, threads)
