@@ -21,59 +21,18 @@ from .folders import load_rgb
 log = logging.getLogger(__name__)
 
 
-class NpyRows:
-    """Rows of a .npy file on disk, read with pread: `read(i, j)` returns array[i, j] for index arrays i, j
-    (the leading axes). Unlike a memory map, the pages read stay in the page cache and out of this process's
-    RSS (a map's touched pages counted there: 1.6 GB of a 2.9 GB peak in a 128 px Imagenette run), so memory
-    stays flat however large the cache."""
+class _PreadFile:
+    """A file read with pread through a descriptor opened once per process: a forked DataLoader worker
+    opens its own, and descriptors do not travel to spawned workers."""
 
     def __init__(self, path: str):
-        header = np.load(path, mmap_mode="r")  # numpy parses the header; no page is touched
-        if not header.flags.c_contiguous:
-            raise ValueError(f"{path}: a Fortran-ordered array")
-        self.shape, self.dtype, self.offset = header.shape, header.dtype, header.offset
         self.path, self._fd, self._pid = path, None, None
 
-    def read(self, *index) -> np.ndarray:
-        lead, row_shape = self.shape[:len(index)], self.shape[len(index):]
-        rows = np.ravel_multi_index(tuple(np.asarray(i) for i in index), lead)
-        row_bytes = int(np.prod(row_shape, dtype=np.int64)) * self.dtype.itemsize
-        if self._pid != os.getpid():  # a forked DataLoader worker opens its own descriptor
-            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
-        out = np.empty((len(rows), *row_shape), self.dtype)
-        buf = memoryview(out.reshape(-1).view(np.uint8))
-        for k, r in enumerate(rows.tolist()):
-            n = os.preadv(self._fd, [buf[k * row_bytes:(k + 1) * row_bytes]], self.offset + r * row_bytes)
-            if n != row_bytes:
-                raise OSError(f"{self.path}: short read at row {r} ({n} of {row_bytes} bytes)")
-        return out
-
-    def __getstate__(self) -> dict:  # descriptors do not travel to spawned workers
-        return {**self.__dict__, "_fd": None, "_pid": None}
-
-    def __del__(self):
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
-
-
-
-class RaggedPixels:
-    """Decoded images of many sizes in one flat uint8 file (`decode_to_cache` at a working short side),
-    read one at a time with pread like `NpyRows`; `read(i)` returns (H x W x 3 pixels, the source's
-    (width, height)), so crops drawn on the source's pixel grid can be scaled onto the stored image."""
-
-    def __init__(self, path: str):
-        self.path, self.index = path, np.load(f"{path}.index.npy")  # N x 5: offset, height, width, source w, h
-        self._fd, self._pid = None, None
-
-    def read(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
-        offset, height, width, source_w, source_h = (int(v) for v in self.index[i])
+    def _read_into(self, buf: memoryview, offset: int) -> None:
         if self._pid != os.getpid():
             self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
-        out = np.empty((height, width, 3), np.uint8)
-        if os.preadv(self._fd, [memoryview(out.reshape(-1))], offset) != out.size:
-            raise OSError(f"{self.path}: short read at image {i}")
-        return out, (source_w, source_h)
+        if (n := os.preadv(self._fd, [buf], offset)) != len(buf):
+            raise OSError(f"{self.path}: short read at byte {offset} ({n} of {len(buf)} bytes)")
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_fd": None, "_pid": None}
@@ -81,6 +40,46 @@ class RaggedPixels:
     def __del__(self):
         if self._fd is not None and self._pid == os.getpid():
             os.close(self._fd)
+
+
+class NpyRows(_PreadFile):
+    """Rows of a .npy file on disk, read with pread: `read(i, j)` returns array[i, j] for index arrays i, j
+    (the leading axes). Unlike a memory map, the pages read stay in the page cache and out of this process's
+    RSS (a map's touched pages counted there: 1.6 GB of a 2.9 GB peak in a 128 px Imagenette run), so memory
+    stays flat however large the cache."""
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        header = np.load(path, mmap_mode="r")  # numpy parses the header; no page is touched
+        if not header.flags.c_contiguous:
+            raise ValueError(f"{path}: a Fortran-ordered array")
+        self.shape, self.dtype, self.offset = header.shape, header.dtype, header.offset
+
+    def read(self, *index) -> np.ndarray:
+        lead, row_shape = self.shape[:len(index)], self.shape[len(index):]
+        rows = np.ravel_multi_index(tuple(np.asarray(i) for i in index), lead)
+        row_bytes = int(np.prod(row_shape, dtype=np.int64)) * self.dtype.itemsize
+        out = np.empty((len(rows), *row_shape), self.dtype)
+        buf = memoryview(out.reshape(-1).view(np.uint8))
+        for k, r in enumerate(rows.tolist()):
+            self._read_into(buf[k * row_bytes:(k + 1) * row_bytes], self.offset + r * row_bytes)
+        return out
+
+
+class RaggedPixels(_PreadFile):
+    """Decoded images of many sizes in one flat uint8 file (`decode_to_cache` at a working short side),
+    read one at a time with pread like `NpyRows`; `read(i)` returns (H x W x 3 pixels, the source's
+    (width, height)), so crops drawn on the source's pixel grid can be scaled onto the stored image."""
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        self.index = np.load(f"{path}.index.npy")  # N x 5: offset, height, width, source w, h
+
+    def read(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
+        offset, height, width, source_w, source_h = (int(v) for v in self.index[i])
+        out = np.empty((height, width, 3), np.uint8)
+        self._read_into(memoryview(out.reshape(-1)), offset)
+        return out, (source_w, source_h)
 
 
 def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9,

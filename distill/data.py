@@ -263,9 +263,7 @@ class ImageFiles(Dataset):
                 crop = self._rows("_rendered", self.rendered).read([view], [index])[0]
                 views = {name: torch.from_numpy(crop).permute(2, 0, 1)}
             elif self.decoded and self.decoded.endswith(".bin"):  # stored at the working resolution
-                if self._pixels is None:
-                    self._pixels = RaggedPixels(self.decoded)
-                pixels, source = self._pixels.read(i)
+                pixels, source = self._rows("_pixels", self.decoded, RaggedPixels).read(i)
                 img = torch.from_numpy(pixels).permute(2, 0, 1)  # 3,H,W
                 views = self.transform(img, rng, plan=self.transform.plan(*source, rng), source_size=source)
             elif self.decoded:
@@ -293,10 +291,10 @@ class ImageFiles(Dataset):
             values = expand_topk(values, classes, self.soft_targets["num_classes"])
         return torch.from_numpy(values.astype(np.float32))
 
-    def _rows(self, attr: str, path: str) -> "NpyRows":
+    def _rows(self, attr: str, path: str, reader: type = NpyRows):
         """An array file opened on first use in each process (workers get the dataset before it is opened)."""
         if getattr(self, attr) is None:
-            setattr(self, attr, NpyRows(path))
+            setattr(self, attr, reader(path))
         return getattr(self, attr)
 
     def __getitems__(self, keys: list) -> dict | list[dict]:

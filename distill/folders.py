@@ -10,7 +10,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -60,25 +60,6 @@ def _check_image(path: Path, size: int | None = None) -> str | None:
     return None
 
 
-def _walk(root: Path) -> Iterator[os.DirEntry]:
-    """Every file under `root`, symlinks followed, in sorted order (directories before their files'
-    siblings as os.walk gives them: each directory's files, then its sub-directories)."""
-    with os.scandir(root) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    dirs = []
-    for entry in entries:
-        try:
-            is_dir = entry.is_dir()
-        except OSError:
-            is_dir = False
-        if is_dir:
-            dirs.append(entry)
-        else:
-            yield entry
-    for entry in dirs:
-        yield from _walk(Path(entry.path))
-
-
 def scan_images(root: str | Path, index_dir: str | Path | None = None) -> FolderScan:
     """Every image under `root`, recursively, in a stable order; class sub-folders are just folders.
 
@@ -90,27 +71,33 @@ def scan_images(root: str | Path, index_dir: str | Path | None = None) -> Folder
     index_file = _index_file(root, index_dir) if index_dir else None
     old = _read_index(index_file) if index_file else {}
     new = {}
-    for entry in _walk(root):
-        path = Path(entry.path)
-        try:
-            stat = entry.stat()
-            key = [stat.st_size, stat.st_mtime_ns]
-        except OSError:  # a dangling symlink, or gone since the listing
-            key = None
-        rel = os.path.relpath(entry.path, root)
-        if key is not None and old.get(rel, [None])[:2] == key:
-            reason = old[rel][2]
-        else:
-            reason = _check_image(path, key[0] if key else None)
-        if key is not None and reason not in ("unreadable",):  # (permissions may be fixed: ask again)
-            new[rel] = [*key, reason]
-        if reason:
-            scan.skipped[reason].append(str(path))
-        else:
-            scan.files.append(path)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        for name in sorted(filenames):
+            _scan_file(Path(dirpath) / name, root, old, new, scan)
     if index_file and new != old:
         _write_index(index_file, root, new)
     return scan
+
+
+def _scan_file(path: Path, root: Path, old: dict, new: dict, scan: FolderScan) -> None:
+    """One file's verdict: the index's when its size and mtime are unchanged, else from its header."""
+    try:
+        stat = path.stat()
+        key = [stat.st_size, stat.st_mtime_ns]
+    except OSError:  # a dangling symlink, or gone since the listing
+        key = None
+    rel = os.path.relpath(path, root)
+    if key is not None and old.get(rel, [None])[:2] == key:
+        reason = old[rel][2]
+    else:
+        reason = _check_image(path, key[0] if key else None)
+    if key is not None and reason != "unreadable":  # (permissions may be fixed: ask again)
+        new[rel] = [*key, reason]
+    if reason:
+        scan.skipped[reason].append(str(path))
+    else:
+        scan.files.append(path)
 
 
 def _index_file(root: Path, index_dir: str | Path) -> Path:

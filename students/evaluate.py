@@ -32,16 +32,21 @@ def student_file(path: str | Path) -> Path:
     return file
 
 
+def eval_loader(model: torch.nn.Module, files, labels=None, batch_size: int = 256, num_workers: int = 0) -> DataLoader:
+    """Batches of `files` as `model` (a loaded student) sees them at evaluation: its centre crop and
+    resolution, uint8 under "student" (normalise with `Normalize(model)`), and "label"."""
+    cfg = resolve_model_data_config(model)
+    views = CropViews({"student": cfg["input_size"][-1]}, train=False, crop_pct=cfg["crop_pct"])
+    return DataLoader(ImageFiles(files, labels, views), batch_size=batch_size, num_workers=num_workers)
+
+
 @torch.inference_mode()
 def evaluate(student: str | Path, folder: str | Path, batch_size: int = 256, num_workers: int | None = None) -> dict:
     """{"top1", "images", "per_class"} of the student on the labeled `folder`."""
     model = load_student(student_file(student)).to(memory_format=torch.channels_last)
-    cfg = resolve_model_data_config(model)
     names = model.pretrained_cfg.get("label_names")
     files, labels, folders = labeled_files(folder, names, "folder", model.num_classes)
-    views = CropViews({"student": cfg["input_size"][-1]}, train=False, crop_pct=cfg["crop_pct"])
-    loader = DataLoader(ImageFiles(files, labels, views), batch_size=batch_size,
-                        num_workers=default_num_workers() if num_workers is None else num_workers)
+    loader = eval_loader(model, files, labels, batch_size, default_num_workers() if num_workers is None else num_workers)
     normalize = Normalize(model, torch.channels_last)
     top1 = MulticlassAccuracy(model.num_classes, average="micro")
     per_class = MulticlassAccuracy(model.num_classes, average=None)

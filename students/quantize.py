@@ -22,13 +22,13 @@ from typing import Iterator, Sequence
 import numpy as np
 from omegaconf import OmegaConf
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from distill.data import CropViews, ImageFiles
 from distill.entry import register_resolvers
 from distill.folders import labeled_files, scan_images
 from distill.normalize import Normalize
+
+from .evaluate import eval_loader
 
 METHODS = ("minmax", "percentile", "entropy")
 
@@ -39,10 +39,8 @@ class QuantizationLoss(RuntimeError):
 
 def student_inputs(model: nn.Module, files: Sequence[Path], batch_size: int = 64) -> Iterator[np.ndarray]:
     """float32 NCHW batches of `files` as `model` (a loaded student) sees them at evaluation."""
-    cfg = model.pretrained_cfg
-    views = CropViews({"student": cfg["input_size"][-1]}, train=False, crop_pct=cfg.get("crop_pct", 1.0))
     normalize = Normalize(model)
-    for batch in DataLoader(ImageFiles(files, None, views), batch_size=batch_size):
+    for batch in eval_loader(model, files, batch_size=batch_size):
         yield normalize(batch["student"]).numpy()
 
 
