@@ -21,7 +21,8 @@ from distill.disk import write_json
 from distill.entry import build_trainer, exit_on_error, register_resolvers, run
 from distill.errors import user_errors
 from distill.folders import class_folders, skipped_counts
-from distill.report import result_table, student_identity
+from distill.report import build_report, result_table, student_identity
+from distill.slimmable import TakeOutWidths
 from teachers import describe
 from teachers.subset import subset_for_folders
 
@@ -59,15 +60,23 @@ def distill(cfg: DictConfig, checkpoint: str | None) -> dict:
     report = next((c for c in trainer.callbacks if isinstance(c, RunReport)), None)
     summary = report.summary() if report else {"final": None, "best": None, "cost": cost_report(
         module.student, identity["img_size"], latency=False)}
-    summary.update(teacher=describe(teacher), **identity, train_images=len(datamodule.train_set),
+    summary.update(teacher=describe(teacher), **identity, trained_on="teacher" if module.soft_weight else "labels",
+                   label_fraction=cfg.data.label_fraction, train_images=len(datamodule.train_set),
                    skipped_files=skipped_counts(datamodule.skipped_log),
                    soft_target_cache=datamodule.soft_target_reports,
                    throughput=next((c.stats for c in trainer.callbacks if isinstance(c, Throughput)), None))
     if trainer.is_global_zero:
-        summary["student_file"] = str(students.save_student(module.student.cpu(), output_dir / "student", extra={
-            "crop_pct": cfg.data.eval_crop_pct, "teacher": summary["teacher"], "metrics": summary["final"],
-            "teacher_classes": getattr(teacher, "class_indices", None)}))
+        about = {"crop_pct": cfg.data.eval_crop_pct, "teacher": summary["teacher"],
+                 "teacher_classes": getattr(teacher, "class_indices", None)}
+        summary["student_file"] = str(students.save_student(module.student.cpu(), output_dir / "student",
+                                                            extra={**about, "metrics": summary["final"]}))
+        for width in next((c.results for c in trainer.callbacks if isinstance(c, TakeOutWidths)), []):
+            width["student_file"] = str(students.save_student(width.pop("model").cpu(), output_dir / "widths" / (
+                f"{width['alpha']:g}") / "student", extra={**about, "metrics": width["final"]}))
+            summary.setdefault("widths", []).append(width)
         write_json(output_dir / "summary.json", summary)
+        if "widths" in summary:  # a slimmable student: the report of an alpha sweep, one row per width
+            build_report(output_dir)
         print(result_table(summary))
     return summary
 

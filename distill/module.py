@@ -131,19 +131,24 @@ class DistillModule(pl.LightningModule):
             return batch["teacher_logits"].float()
         return self.teacher_logits(batch["teacher"])
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def loss(self, batch: dict, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None) -> torch.Tensor:
+        return distillation_loss(student_logits, teacher_logits, batch["label"], self.temperature, self.soft_weight,
+                                 self.hard_weight, self.soft_loss, batch.get("label_mixed"), batch.get("lam"))
+
+    def step_loss(self, batch: dict) -> torch.Tensor:
         # soft_weight 0 is the label-only baseline: the teacher is only scored on the validation folder.
         t_logits = self._teacher_out(batch) if self.soft_weight else None  # B,C
-        s_logits = self(batch["student"])  # B,C
-        loss = distillation_loss(s_logits, t_logits, batch["label"], self.temperature, self.soft_weight,
-                                 self.hard_weight, self.soft_loss, batch.get("label_mixed"), batch.get("lam"))
+        return self.loss(batch, self(batch["student"]), t_logits)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.step_loss(batch)
         if not torch.isfinite(loss):  # stop before the optimizer step spreads NaN into the weights
             raise FloatingPointError(f"the distillation loss is {loss.item()} at step {self.global_step}; "
                                      f"try a lower distill.optimizer.lr or distill.teacher_bf16=false")
         if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0 or self.trainer.fast_dev_run:
             # only on the steps the loggers write (Lightning's rule): self.log costs about a millisecond,
             # which is 3-5 % of a small student's step
-            self.log("train/loss", loss, prog_bar=True, batch_size=len(s_logits))
+            self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

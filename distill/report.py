@@ -26,51 +26,73 @@ def _pct(v: Any) -> float | None:
     return None if v is None else 100 * v
 
 
-def collect(sweep_dir: str | Path) -> list[dict]:
-    """One row per job directory of the sweep (those with a .hydra folder); failed jobs included. Sorted
+def collect(*dirs: str | Path) -> list[dict]:
+    """One row per run in `dirs` (each a sweep directory, whose job directories hold .hydra or summary.json,
+    or one run's directory), one per width taken out of a slimmable student; failed jobs included. Sorted
     by case (label budget, distilled before label-only), then resolution and width, largest first.
 
     Metrics are each run's final validation row: the weights in its student.safetensors, chosen by no
     look at the validation folder (the best row is kept as top1_best)."""
-    rows = []
-    for job in sorted((p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()),
-                      key=lambda p: (len(p.name), p.name)):
-        overrides = OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
-        config = OmegaConf.load(job / ".hydra" / "config.yaml")
-        labels_only = OmegaConf.select(config, "distill.soft_weight", default=1.0) == 0
-        row = {"run": job.name, "status": "failed", "student": config.student.name,
-               "trained_on": "labels" if labels_only else "teacher",
-               "label_fraction": OmegaConf.select(config, "data.label_fraction", default=1.0),
-               "alpha": config.student.alpha if config.student.name == "mobilenet_v1" else None,
-               "img_size": config.student.img_size, "overrides": " ".join(overrides)}
-        summary_file = job / "summary.json"
-        if summary_file.exists():
-            s = json.loads(summary_file.read_text())
-            final = s.get("final") or {}
-            cost = s.get("cost") or {}
-            cache = (s.get("soft_target_cache") or {}).get("train")
-            epochs = final.get("epoch", -1) + 1
-            row.update(teacher_images=cache["teacher_images"] if cache else
-                       0 if labels_only else epochs * s.get("train_images", 0),
-                       teacher_mode="cached" if cache or labels_only else "online")
-            row.update(status="ok", epoch=final.get("epoch"), **{k: s.get(k, row[k]) for k in ("student", "alpha", "img_size")},
-                       epochs=epochs if final else None,
-                       params_m=cost.get("params", 0) / 1e6, macs_m=cost.get("macs", 0) / 1e6,
-                       latency_ms_b1=cost.get("latency_ms_b1"), top1=_pct(final.get("val/top1")),
-                       agreement=_pct(final.get("val/agreement")), kl=final.get("val/kl"),
-                       top1_best=_pct((s.get("best") or {}).get("val/top1")),
-                       teacher_top1=_pct(final.get("val/teacher_top1")))
-        if (job / "int8.json").exists():  # written by `python -m students.export JOB --int8`
-            q = json.loads((job / "int8.json").read_text())
-            row.update(int8_top1=q.get("top1_int8"), int8_latency_ms_b1=q["latency_ms_b1_int8"],
-                       int8_speedup_b1=q["latency_ms_b1_fp32"] / q["latency_ms_b1_int8"], int8_mb=q["bytes_int8"] / 1e6)
-        rows.append(row)
+    jobs = [job for d in map(Path, dirs) for job in ([d] if _is_run(d) else sorted(
+        (p for p in d.iterdir() if _is_run(p)), key=lambda p: (len(p.name), p.name)))]
+    rows = [row for job in jobs for row in _job_rows(job)]
     # Case by case, widest and largest first, whatever the job directories are called (numbers, or names
     # from hydra.sweep.subdir when several multiruns share one sweep directory).
     rows.sort(key=lambda r: (-r["label_fraction"], r["trained_on"] != "teacher", -(r["img_size"] or 0),
                              r["student"], -(r["alpha"] or 0)))
     _add_deltas(rows)
     return rows
+
+
+def _is_run(path: Path) -> bool:
+    return (path / ".hydra").is_dir() or (path / "summary.json").is_file()
+
+
+def _job_rows(job: Path) -> list[dict]:
+    summary_file = job / "summary.json"
+    s = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    if (job / ".hydra").is_dir():
+        overrides = OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+        config = OmegaConf.load(job / ".hydra" / "config.yaml")
+        labels_only = OmegaConf.select(config, "distill.soft_weight", default=1.0) == 0
+        label_fraction = OmegaConf.select(config, "data.label_fraction", default=1.0)
+        student, alpha, img_size = config.student.name, config.student.get("alpha"), config.student.img_size
+    else:  # a run whose output_dir was set apart from Hydra's: what its summary says
+        overrides, labels_only, label_fraction = [], s["trained_on"] == "labels", s["label_fraction"]
+        student, alpha, img_size = s["student"], s["alpha"], s["img_size"]
+    row = {"run": job.name, "status": "failed", "student": student, "trained_on": "labels" if labels_only else "teacher",
+           "label_fraction": label_fraction, "alpha": alpha if student == "mobilenet_v1" else None,
+           "img_size": img_size, "overrides": " ".join(overrides)}
+    if not s:
+        return [row]
+    final = s.get("final") or {}
+    cache = (s.get("soft_target_cache") or {}).get("train")
+    epochs = final.get("epoch", -1) + 1
+    row.update(teacher_images=cache["teacher_images"] if cache else 0 if labels_only else epochs * s.get("train_images", 0),
+               teacher_mode="cached" if cache or labels_only else "online",
+               status="ok", epoch=final.get("epoch"), **{k: s.get(k, row[k]) for k in ("student", "alpha", "img_size")},
+               epochs=epochs if final else None, top1_best=_pct((s.get("best") or {}).get("val/top1")))
+    if s.get("widths"):  # a slimmable student: one row per width taken out, each with its own cost and scores
+        return [{**row, **_scores(w.get("final") or {}, w.get("cost") or {}), **_int8(job / "widths" / f"{w['alpha']:g}"),
+                 "run": f"{job.name}/{w['alpha']:g}", "alpha": w["alpha"], "top1_best": None,
+                 "teacher_images": row["teacher_images"] if i == 0 else 0} for i, w in enumerate(s["widths"])]
+    return [{**row, **_scores(final, s.get("cost") or {}), **_int8(job)}]
+
+
+def _int8(folder: Path) -> dict:
+    """The INT8 columns, from the int8.json that `python -m students.export RUN --int8` wrote into `folder`."""
+    if not (folder / "int8.json").exists():
+        return {}
+    q = json.loads((folder / "int8.json").read_text())
+    return dict(int8_top1=q.get("top1_int8"), int8_latency_ms_b1=q["latency_ms_b1_int8"],
+                int8_speedup_b1=q["latency_ms_b1_fp32"] / q["latency_ms_b1_int8"], int8_mb=q["bytes_int8"] / 1e6)
+
+
+def _scores(final: dict, cost: dict) -> dict:
+    return dict(params_m=cost.get("params", 0) / 1e6, macs_m=cost.get("macs", 0) / 1e6,
+                latency_ms_b1=cost.get("latency_ms_b1"), top1=_pct(final.get("val/top1")),
+                agreement=_pct(final.get("val/agreement")), kl=final.get("val/kl"),
+                teacher_top1=_pct(final.get("val/teacher_top1")))
 
 
 def _case(r: dict) -> tuple:
@@ -252,10 +274,11 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def build_report(sweep_dir: str | Path) -> list[dict]:
-    """Write sweep.md, sweep.csv and sweep.png into `sweep_dir`; return the rows."""
+def build_report(sweep_dir: str | Path, *others: str | Path) -> list[dict]:
+    """Write sweep.md, sweep.csv and sweep.png into `sweep_dir`, with the runs of `others` beside its own
+    (e.g. a slimmable run beside separately distilled students); return the rows."""
     sweep_dir = Path(sweep_dir)
-    rows = collect(sweep_dir)
+    rows = collect(sweep_dir, *others)
     if not rows:
         raise FileNotFoundError(f"{sweep_dir} holds no Hydra job directories")
     title = f"Distilled students: accuracy vs cost (sweep {sweep_dir.name})"
@@ -294,9 +317,10 @@ def _log_to_wandb(config: DictConfig, sweep_dir: Path, rows: list[dict]) -> None
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("sweep_dir", type=Path, help="a sweep directory, or one run's; the report is written here")
+    parser.add_argument("others", type=Path, nargs="*", help="more sweep or run directories to place beside it")
     args = parser.parse_args(argv)
-    build_report(args.sweep_dir)
+    build_report(args.sweep_dir, *args.others)
     print((args.sweep_dir / "sweep.md").read_text())
 
 
@@ -307,8 +331,11 @@ if __name__ == "__main__":
 def result_table(summary: dict) -> str:
     final, cost = summary["final"] or {}, summary["cost"]
 
+    def pct_of(metrics: dict, key: str) -> str:
+        return f"{100 * metrics[key]:.1f}%" if metrics.get(key) is not None else "n/a"
+
     def pct(key: str) -> str:
-        return f"{100 * final[key]:.1f}%" if final.get(key) is not None else "n/a"
+        return pct_of(final, key)
 
     rows = [("teacher", summary["teacher"]), ("teacher top-1", pct("val/teacher_top1")),
             (f"student {summary['student']}" + (f" alpha={summary['alpha']}" if summary["alpha"] is not None else "")
@@ -316,5 +343,9 @@ def result_table(summary: dict) -> str:
             ("student top-1", pct("val/top1")), ("agreement with teacher", pct("val/agreement")),
             ("params", f"{cost['params'] / 1e6:.3f} M"), ("mult-adds", f"{cost['macs'] / 1e6:.2f} M"),
             ("student file", summary["student_file"])]
+    for w in summary.get("widths", []):  # a slimmable student's widths, taken out as plain students
+        scored = w["final"] or {}
+        rows.append((f"width {w['alpha']:g}", f"top-1 {pct_of(scored, 'val/top1')}, agreement "
+                     f"{pct_of(scored, 'val/agreement')}, {w['cost']['macs'] / 1e6:.2f} M mult-adds: {w['student_file']}"))
     width = max(len(k) for k, _ in rows)
     return "\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

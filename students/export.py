@@ -139,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-drop", type=float, default=1.0, help="INT8 top-1 points allowed under fp32")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads for the latency figures")
     args = parser.parse_args(argv)
-    sweep = args.path.is_dir() and not (args.path / "student.safetensors").exists()
-    student_files = sorted(args.path.glob("*/student.safetensors")) if sweep else \
+    # A sweep's runs, or a slimmable run's widths (each a plain student), are exported one by one.
+    widths = args.path / "widths" if (args.path / "widths").is_dir() else None
+    sweep = args.path.is_dir() and (widths is not None or not (args.path / "student.safetensors").exists())
+    student_files = sorted((widths or args.path).glob("*/student.safetensors")) if sweep else \
         [args.path / "student.safetensors" if args.path.is_dir() else args.path]
     missing = [f for f in student_files if not f.with_suffix(".json").exists()]
     if not student_files or missing:

@@ -12,6 +12,7 @@ from torch import nn
 from distill.disk import atomic_write
 
 V1_PREFIX = "mobilenet_v1"
+SLIMMABLE = "slimmable_mobilenet_v1"
 SMALL_INPUT = 96  # below this, a stride-2 stem leaves too little spatial extent (1x1 at 32 px)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,6 +30,7 @@ def create_student(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     label_names: Sequence[str] | None = None,
+    **model_kwargs: Any,
 ) -> nn.Module:
     """A randomly initialised student whose `pretrained_cfg` carries its own data config.
 
@@ -43,6 +45,8 @@ def create_student(
         drop_rate: dropout before the classifier.
         mean, std: the student's input normalisation (stored with the student file).
         label_names: class names, stored with the student file.
+        model_kwargs: further arguments of the timm model, e.g. `alpha_min`, `alpha_max`, `widths` and
+            `sandwich` of `slimmable_mobilenet_v1` (see `SlimmableMobileNetV1`).
     """
     if name not in timm.list_models(name):
         raise ValueError(f"student.name={name!r} is not a timm model; try `mobilenet_v1` or e.g. `mobilenetv2_050`")
@@ -50,11 +54,18 @@ def create_student(
         raise ValueError(f"student.img_size={img_size} is too small: use at least 16 px")
     if stem_stride is None:
         stem_stride = 1 if img_size < SMALL_INPUT else 2
-    kwargs: dict[str, Any] = dict(num_classes=num_classes, drop_rate=drop_rate)
+    # (lists from a config arrive as OmegaConf containers: plain ones go into the student file)
+    kwargs: dict[str, Any] = dict(num_classes=num_classes, drop_rate=drop_rate, **{
+        k: list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for k, v in model_kwargs.items()})
     if name == V1_PREFIX:
         kwargs.update(alpha=alpha, act=act, shallow=shallow, stem_stride=stem_stride)
     elif name.startswith(V1_PREFIX):  # a fixed-width variant such as mobilenet_v1_050
         kwargs.update(act=act, stem_stride=stem_stride)
+    elif name == SLIMMABLE:
+        if alpha != 1.0:
+            raise ValueError(f"student.alpha={alpha}: a slimmable student's widths are student.alpha_min to "
+                             f"student.alpha_max")
+        kwargs.update(act=act, shallow=shallow, stem_stride=stem_stride)
     elif alpha != 1.0:
         raise ValueError(f"student.alpha={alpha} applies to mobilenet_v1 only; timm models carry their width "
                          f"in the name (e.g. mobilenetv2_050)")

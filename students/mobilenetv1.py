@@ -25,6 +25,12 @@ def round_channels(channels: int, alpha: float) -> int:
     return make_divisible(channels * alpha, 8)
 
 
+def channel_plan(alpha: float, shallow: bool = False) -> list[int]:
+    """Output channels of the stem and of each separable block at width `alpha` (the last is the feature width)."""
+    arch = [out for i, (out, _) in enumerate(ARCH) if not (shallow and SHALLOW_DROP.start <= i < SHALLOW_DROP.stop)]
+    return [round_channels(c, alpha) for c in (STEM_CHANNELS, *arch)]
+
+
 class ConvBnAct(nn.Module):
     """conv -> BN -> act; named so `students.export.fused_copy` can fold `bn` into `conv`."""
 
@@ -78,22 +84,18 @@ class MobileNetV1(nn.Module):
         if stem_stride not in (1, 2):
             raise ValueError(f"student.stem_stride={stem_stride}: use 2 (paper) or 1 (small inputs)")
         act_layer = ACTIVATIONS[act]
-        arch = list(ARCH)
-        if shallow:
-            del arch[SHALLOW_DROP]
+        strides = [stride for i, (_, stride) in enumerate(ARCH)
+                   if not (shallow and SHALLOW_DROP.start <= i < SHALLOW_DROP.stop)]
+        plan = channel_plan(alpha, shallow)
 
         self.num_classes, self.alpha, self.drop_rate = num_classes, alpha, drop_rate
-        chs = round_channels(STEM_CHANNELS, alpha)
-        self.stem = ConvBnAct(in_chans, chs, 3, stem_stride, groups=1, act=act_layer)
-        blocks = []
-        for out_chs, stride in arch:
-            blocks.append(SeparableBlock(chs, round_channels(out_chs, alpha), stride, act_layer))
-            chs = round_channels(out_chs, alpha)
-        self.blocks = nn.Sequential(*blocks)
-        self.num_features = chs
+        self.stem = ConvBnAct(in_chans, plan[0], 3, stem_stride, groups=1, act=act_layer)
+        self.blocks = nn.Sequential(*(SeparableBlock(plan[i], plan[i + 1], stride, act_layer)
+                                      for i, stride in enumerate(strides)))
+        self.num_features = plan[-1]
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.drop = nn.Dropout(drop_rate)
-        self.classifier = nn.Linear(chs, num_classes)
+        self.classifier = nn.Linear(self.num_features, num_classes)
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

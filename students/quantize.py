@@ -139,9 +139,15 @@ def check(report: dict, max_drop: float) -> None:
             f"(--calibrate percentile or entropy) or more images (--calibration-images)")
 
 
+def run_dir(student_file: Path) -> Path:
+    """The run that wrote `student_file` (a slimmable run writes its widths to RUN/widths/<alpha>/)."""
+    parent = student_file.parent
+    return parent.parent.parent if parent.parent.name == "widths" else parent
+
+
 def run_folders(student_file: Path) -> tuple[str | None, str | None]:
     """The (unlabeled, validation) folders of the run that wrote `student_file`, from its Hydra config."""
-    run = student_file.parent / ".hydra"
+    run = run_dir(student_file) / ".hydra"
     if not (run / "config.yaml").is_file():
         return None, None
     register_resolvers()
@@ -153,7 +159,7 @@ def run_folders(student_file: Path) -> tuple[str | None, str | None]:
 
 def teacher_val_logits(student_file: Path, images: int, classes: int) -> np.ndarray | None:
     """The run's cached teacher logits for its validation images (N x C), when they are on disk in full."""
-    summary = student_file.parent / "summary.json"
+    summary = run_dir(student_file) / "summary.json"
     cache = json.loads(summary.read_text()).get("soft_target_cache", {}).get("val") if summary.is_file() else None
     if not cache or not Path(cache["path"]).is_file():
         return None

@@ -8,11 +8,12 @@ from __future__ import annotations
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from .mobilenetv1 import MobileNetV1
+from .slimmable import SlimmableMobileNetV1
 
 # The classifier is deliberately not named here: timm drops a named classifier on a class-count
 # mismatch and loads the rest silently; a distilled student file should load whole or fail loudly.
 VARIANTS = ("mobilenet_v1", "mobilenet_v1_100", "mobilenet_v1_075", "mobilenet_v1_050", "mobilenet_v1_025",
-            "mobilenet_v1_shallow_100")
+            "mobilenet_v1_shallow_100", "slimmable_mobilenet_v1")
 default_cfgs = generate_default_cfgs({
     name: dict(
         num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7), crop_pct=0.875,
@@ -56,3 +57,9 @@ def mobilenet_v1_025(pretrained: bool = False, **kwargs) -> MobileNetV1:
 @register_model
 def mobilenet_v1_shallow_100(pretrained: bool = False, **kwargs) -> MobileNetV1:
     return _create("mobilenet_v1_shallow_100", pretrained, **dict(kwargs, alpha=1.0, shallow=True))
+
+
+@register_model
+def slimmable_mobilenet_v1(pretrained: bool = False, **kwargs) -> SlimmableMobileNetV1:
+    """Every width in [alpha_min, alpha_max] from one set of weights (Yu & Huang 2019)."""
+    return build_model_with_cfg(SlimmableMobileNetV1, "slimmable_mobilenet_v1", pretrained, **kwargs)

@@ -141,3 +141,25 @@ def test_report_orders_rows_by_case_whatever_the_job_names(tmp_path):
         fake_job(tmp_path, name, alpha, size, 0.7, labels_only=labels_only, label_fraction=fraction)
     rows = build_report(tmp_path)
     assert [r["run"] for r in rows] == ["e", "d", "b", "a", "c"]
+
+
+def test_a_slimmable_run_gives_a_row_per_width_beside_separate_students(tmp_path):
+    separate = tmp_path / "sweep"
+    fake_job(separate, 0, 1.0, 32, 0.80, macs=40e6)
+    fake_job(separate, 1, 0.5, 32, 0.75, macs=12e6)
+    slim = tmp_path / "slim_run"  # a run whose output_dir was set apart from Hydra's: no .hydra, only its summary
+    slim.mkdir()
+    widths = [{"alpha": a, "img_size": 32, "final": {"val/top1": t, "val/agreement": t + 0.02, "val/teacher_top1": 0.9},
+               "cost": {"params": 1_000_000 * a, "macs": m}} for a, t, m in ((1.0, 0.79, 40e6), (0.5, 0.77, 12e6))]
+    (slim / "summary.json").write_text(json.dumps({
+        "final": {"epoch": 10, "val/top1": 0.79}, "best": None, "student": "slimmable_mobilenet_v1", "alpha": 1.0,
+        "img_size": 32, "trained_on": "teacher", "label_fraction": 1.0, "cost": {"params": 1e6, "macs": 40e6},
+        "widths": widths}))
+    rows = build_report(slim, separate)
+    assert [(r["run"], r["student"], r["alpha"]) for r in rows] == [
+        ("0", "mobilenet_v1", 1.0), ("1", "mobilenet_v1", 0.5),
+        ("slim_run/1", "slimmable_mobilenet_v1", 1.0), ("slim_run/0.5", "slimmable_mobilenet_v1", 0.5)]
+    assert rows[3]["top1"] == pytest.approx(77.0) and rows[3]["macs_m"] == pytest.approx(12.0)
+    assert rows[3]["d_top1_vs_alpha1"] == pytest.approx(-2.0)  # against the slimmable net's own widest width
+    md = (slim / "sweep.md").read_text()  # written into the first directory given
+    assert "| slim_run/0.5: slimmable_mobilenet_v1-32 | 0.50 |" in md and "| 1: mobilenet_v1-32 | 0.50 |" in md
