@@ -1,6 +1,6 @@
 """The teacher stage against a plain PyTorch SGD loop, at equal wall time, on the same folder and cores.
 
-    python benchmarks/teacher.py                         # CIFAR-10 (../shared/data/cifar10), about 50 min
+    python benchmarks/teacher.py                         # CIFAR-10 (../shared/data/cifar10), about 60-70 min (the stage, then the loop for as long)
     python benchmarks/teacher.py --label-fraction 0.3333 # the label-budget teacher
     python benchmarks/teacher.py --budget-min 27         # the plain loop alone, for a given wall time
 
