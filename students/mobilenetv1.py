@@ -88,7 +88,7 @@ class MobileNetV1(nn.Module):
                    if not (shallow and SHALLOW_DROP.start <= i < SHALLOW_DROP.stop)]
         plan = channel_plan(alpha, shallow)
 
-        self.num_classes, self.alpha, self.drop_rate = num_classes, alpha, drop_rate
+        self.num_classes, self.alpha, self.drop_rate, self.shallow = num_classes, alpha, drop_rate, shallow
         self.stem = ConvBnAct(in_chans, plan[0], 3, stem_stride, groups=1, act=act_layer)
         self.blocks = nn.Sequential(*(SeparableBlock(plan[i], plan[i + 1], stride, act_layer)
                                       for i, stride in enumerate(strides)))

@@ -30,23 +30,12 @@ class SlimmableMobileNetV1(MobileNetV1):
         alpha_min, alpha_max: the width range trained (the sandwich rule's narrowest and widest).
         widths: the widths taken out as plain students at the end of a run.
         sandwich: random widths per training step, besides the widest and the narrowest.
-        Others as `MobileNetV1`.
+        plain_args: `MobileNetV1`'s other arguments (act, drop_rate, shallow, stem_stride, in_chans).
     """
 
-    def __init__(
-        self,
-        num_classes: int = 1000,
-        alpha_min: float = 0.25,
-        alpha_max: float = 1.0,
-        widths: Sequence[float] = DEFAULT_WIDTHS,
-        sandwich: int = 2,
-        act: str = "relu",
-        drop_rate: float = 0.0,
-        shallow: bool = False,
-        stem_stride: int = 2,
-        in_chans: int = 3,
-    ):
-        super().__init__(num_classes, alpha_max, act, drop_rate, shallow, stem_stride, in_chans)
+    def __init__(self, num_classes: int = 1000, alpha_min: float = 0.25, alpha_max: float = 1.0,
+                 widths: Sequence[float] = DEFAULT_WIDTHS, sandwich: int = 2, **plain_args):
+        super().__init__(num_classes, alpha_max, **plain_args)
         if not 0 < alpha_min <= alpha_max:
             raise ValueError(f"student.alpha_min={alpha_min}: must be in (0, student.alpha_max={alpha_max}]")
         if outside := [w for w in widths if not alpha_min <= w <= alpha_max]:
@@ -55,7 +44,7 @@ class SlimmableMobileNetV1(MobileNetV1):
             raise ValueError(f"student.sandwich={sandwich}: the number of random widths per step must be >= 0")
         self.alpha_min, self.alpha_max, self.sandwich = alpha_min, alpha_max, sandwich
         self.widths = tuple(sorted(set(widths), reverse=True))
-        self.plain_args = dict(act=act, drop_rate=drop_rate, shallow=shallow, stem_stride=stem_stride)
+        self.plain_args = plain_args  # the widths taken out are plain nets built with these
         self.width = alpha_max
 
     def _check(self, alpha: float) -> float:
@@ -85,7 +74,7 @@ class SlimmableMobileNetV1(MobileNetV1):
                                       self.training, bn.momentum, bn.eps))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        plan = channel_plan(self.width, self.plain_args["shallow"])
+        plan = channel_plan(self.width, self.shallow)
         x = self._layer(self.stem, x, plan[0])
         for i, block in enumerate(self.blocks):
             x = self._layer(block.pw, self._layer(block.dw, x, plan[i]), plan[i + 1])
