@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from .disk import cache_path, npy_damage, write_json
+from .disk import cache_path, npy_damage, reserved_npy, write_json
 from .folders import load_rgb
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def decode_to_cache(files: Sequence[Path], root: Path, max_bytes: float = 4e9,
         log.info("data.decoded_cache: decoding on the fly (%.1f GB decoded > data.decoded_max_gb)", nbytes / 1e9)
         return None, []
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), height, width, 3))
+    pixels = reserved_npy(tmp, (len(files), height, width, 3), np.uint8)
     bad = []
     for i, f in enumerate(tqdm(files, desc="decoding images once", unit="img", mininterval=2)):
         try:

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .disk import cache_path, npy_damage, write_json
+from .disk import cache_path, npy_damage, reserved_npy, write_json
 from .teacher import FrozenTeacher
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def _fill(teacher, dataset, shapes, folder, seed, policy, batch_size, num_worker
         (folder / "meta.json").write_text(json.dumps({"policy": policy, "views": views, "images": n, "topk": topk,
                                                       "classes": teacher.num_classes}, indent=2))
         for f, (shape, dtype) in shapes.items():
-            np.lib.format.open_memmap(folder / f, mode="w+", dtype=dtype, shape=shape).flush()
+            reserved_npy(folder / f, shape, dtype).flush()
     done = np.load(folder / "done.npy", mmap_mode="r+")
     logits = np.load(folder / "logits.npy", mmap_mode="r+")
     indices = np.load(folder / "classes.npy", mmap_mode="r+") if topk else None

@@ -28,6 +28,21 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def reserved_npy(path: Path, shape: Sequence[int], dtype) -> np.memmap:
+    """A new .npy array at `path`, memory-mapped for writing, with all its disk blocks reserved now. A
+    mapping's writes land on disk later, and a full disk then kills the process with SIGBUS; reserving
+    first turns that into an ENOSPC OSError here (one line from `distill.entry.run`) and no file left."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
+    try:
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, array.offset + array.nbytes)
+    except OSError as err:
+        del array
+        Path(path).unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror, str(path)) from err
+    return array
+
+
 def write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
 

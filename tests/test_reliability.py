@@ -229,3 +229,25 @@ def test_disk_full_is_one_line_error_and_the_next_run_recovers(make_cfg, tmp_pat
     monkeypatch.setattr(students.factory, "save_file", save_file)
     summary = train.train(make_cfg("trainer.max_epochs=2", "trainer.limit_train_batches=2", "resume=auto"))
     assert summary["final"]["epoch"] == 1 and (run / "student.safetensors").is_file()
+
+
+def test_disk_full_while_a_cache_is_built_is_one_line_error_not_sigbus(make_cfg, tmp_path, monkeypatch):
+    """A memory-mapped cache reserves its blocks before it is filled: the disk filling up is an ENOSPC
+    error at that moment (a one-line message, no half-made array left), not a SIGBUS later, and the next
+    run builds the cache."""
+    import errno
+    import os
+
+    fallocate = os.posix_fallocate
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    args = ("soft_targets=cached", "soft_targets.views=2", "trainer.max_epochs=1", "trainer.limit_train_batches=2")
+    with pytest.raises(UserError, match=r"disk full while writing .*\.npy"):
+        train.train(make_cfg(*args))
+    assert not list((tmp_path / "cache").rglob("logits.npy")) and not list((tmp_path / "cache").rglob("*.tmp.npy"))
+    monkeypatch.setattr(os, "posix_fallocate", fallocate)
+    summary = train.train(make_cfg(*args, "resume=auto"))
+    assert summary["final"]["epoch"] == 0 and list((tmp_path / "cache").rglob("logits.npy"))
