@@ -1,4 +1,5 @@
-"""Observers of a run: the student's cost, one metrics row per validation (summary.json is train.py's)."""
+"""Observers of a run (the student's cost, one metrics row per validation; summary.json is train.py's), and
+the wall-time budget that shortens a run to fit."""
 from __future__ import annotations
 
 import csv
@@ -6,6 +7,7 @@ import logging
 import math
 import resource
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -155,6 +157,85 @@ class Throughput(pl.Callback):
         return {"images_per_s": round(self.images / total, 2) if total else None, "timed_images": self.images,
                 "wait_fraction": round(self.wait_s / total, 4) if total else None,
                 "peak_rss_mb": round(peak_rss_kb() / 1024, 1)}
+
+
+class TimeBudget(pl.Callback):
+    """Shortens a run that would not fit in `minutes` of wall time, learning-rate schedule included.
+
+    After `warmup_steps` it times `measure_steps` steps (data loading and logging included); if the run's
+    `max_steps` would not end within the budget, counted from the start of the fit, it lowers them to
+    the steps that fit in `(1 - reserve)` of it (the reserve is for validations and writing files; never
+    below twice the steps already taken) and rebuilds the schedule for that length, so a one-cycle or cosine schedule still ends annealed
+    (Lightning's `max_time` stops wherever the clock runs out). It never lengthens a run. The decision is
+    kept in checkpoints, so a resumed run keeps its length. The module must build its schedule as
+    `scheduler_fn(optimizer, total_steps=...)`, as `DistillModule` and `TeacherModule` do.
+
+    Args:
+        minutes: the wall-time budget of the fit.
+        warmup_steps, measure_steps: steps left out of the timing (first-step allocations), steps timed.
+        reserve: the fraction of the budget kept for what is not a training step.
+        clock: seconds, monotonic (tests pass their own).
+    """
+
+    def __init__(self, minutes: float | None, warmup_steps: int = 10, measure_steps: int = 30,
+                 reserve: float = 0.08, clock: Callable[[], float] = time.monotonic):
+        if minutes is not None and (minutes <= 0 or not 0 <= reserve < 1):
+            raise ValueError(f"callbacks.time_budget: minutes must be > 0 and reserve in [0, 1) "
+                             f"(got {minutes}, {reserve})")
+        self.minutes, self.warmup_steps, self.measure_steps = minutes, warmup_steps, measure_steps
+        self.reserve, self.clock = reserve, clock
+        self.total_steps: int | None = None  # the decided length; None: not decided yet (or not shortened)
+        self.decided = minutes is None  # (None: no budget, nothing to decide)
+
+    def state_dict(self) -> dict:
+        return {"total_steps": self.total_steps, "decided": self.decided}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total_steps, self.decided = state["total_steps"], state["decided"]
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.minutes is not None and (trainer.max_steps < 0 or getattr(pl_module, "scheduler_fn", None) is None):
+            raise ValueError("callbacks.time_budget.minutes needs trainer.max_steps and a learning-rate schedule "
+                             "(distill.scheduler / finetune.scheduler)")
+        self.fit_start, self.step_start = self.clock(), None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.total_steps is not None:  # resumed after the decision: the same length, the same schedule
+            self._shorten(trainer, pl_module, self.total_steps)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.decided:
+            return
+        step = trainer.global_step
+        if self.step_start is None:
+            if step >= self.warmup_steps:
+                self.step_start, self.first_step = self.clock(), step
+            return
+        if step - self.first_step < self.measure_steps:
+            return
+        now = self.clock()
+        per_step = (now - self.step_start) / (step - self.first_step)
+        fits = step + int(((1 - self.reserve) * 60 * self.minutes - (now - self.fit_start)) / per_step)
+        self.decided = True
+        if fits < trainer.max_steps:
+            self.total_steps = max(2 * step, fits)  # (a schedule squeezed into the steps already taken has no shape)
+            if fits < 2 * step:
+                log.warning("callbacks.time_budget: %.1f min hardly holds the steps already taken; "
+                            "running %d steps", self.minutes, self.total_steps)
+            log.info("callbacks.time_budget: %.2f s a step, so %d of trainer.max_steps=%d fit in %.0f min; "
+                     "the schedule now ends there", per_step, self.total_steps, trainer.max_steps, self.minutes)
+            self._shorten(trainer, pl_module, self.total_steps)
+
+    @staticmethod
+    def _shorten(trainer: pl.Trainer, pl_module: pl.LightningModule, total_steps: int) -> None:
+        trainer.fit_loop.epoch_loop.max_steps = total_steps
+        config = trainer.lr_scheduler_configs[0]
+        scheduler = pl_module.scheduler_fn(config.scheduler.optimizer, total_steps=total_steps)
+        with warnings.catch_warnings():  # ("lr_scheduler.step() before optimizer.step()": replayed on purpose)
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(trainer.global_step):  # the new schedule, at the step the run is at
+                scheduler.step()
+        config.scheduler = scheduler
 
 
 def peak_rss_kb() -> int:

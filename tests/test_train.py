@@ -244,3 +244,15 @@ def test_a_1000_class_teacher_distils_the_folders_classes(make_cfg, tmp_path, mo
     explicit = train.train(make_cfg(f"teacher.checkpoint_path={file}", "teacher.classes=[cat,ant,bee]",
                                     output_dir=tmp_path / "explicit"))
     assert json.loads(Path(explicit["student_file"]).with_suffix(".json").read_text())["teacher_classes"] == [999, 10, 500]
+
+
+def test_time_budget_shortens_a_teacher_run_through_the_real_config(make_teacher_cfg, tmp_path):
+    """callbacks.time_budget.minutes: a run whose steps would not fit ends early, at the step it decided."""
+    import torch
+
+    train_teacher.train(make_teacher_cfg(
+        "finetune=sgd", "trainer.max_epochs=-1", "trainer.max_steps=40", "trainer.limit_train_batches=null",
+        "callbacks.time_budget.minutes=0.0001", "+callbacks.time_budget.warmup_steps=1",
+        "+callbacks.time_budget.measure_steps=2"))
+    last = torch.load(tmp_path / "teacher_run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 6  # timed steps 1-3, decided at 3: twice that, the least a shortened run takes
