@@ -143,6 +143,17 @@ def test_report_orders_rows_by_case_whatever_the_job_names(tmp_path):
     assert [r["run"] for r in rows] == ["e", "d", "b", "a", "c"]
 
 
+def test_twins_from_their_own_sweep_are_paired_with_the_distilled_students(tmp_path):
+    """The CIFAR recipe's control runs as a second multirun: `python -m distill.report SWEEP TWINS`."""
+    for n, (alpha, top1) in enumerate([(1.0, 0.78), (0.25, 0.73)]):
+        fake_job(tmp_path / "sweep", n, alpha, 32, top1)
+        fake_job(tmp_path / "twins", n, alpha, 32, top1 - 0.05 + 0.02 * n, labels_only=True)
+    rows = build_report(tmp_path / "sweep", tmp_path / "twins")
+    assert [(r["trained_on"], r["alpha"]) for r in rows] == [
+        ("teacher", 1.0), ("teacher", 0.25), ("labels", 1.0), ("labels", 0.25)]
+    assert [r["d_top1_vs_labels"] for r in rows[:2]] == pytest.approx([5.0, 3.0])
+
+
 def test_a_slimmable_run_gives_a_row_per_width_beside_separate_students(tmp_path):
     separate = tmp_path / "sweep"
     fake_job(separate, 0, 1.0, 32, 0.80, macs=40e6)
