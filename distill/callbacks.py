@@ -163,12 +163,13 @@ class TimeBudget(pl.Callback):
     """Shortens a run that would not fit in `minutes` of wall time, learning-rate schedule included.
 
     After `warmup_steps` it times `measure_steps` steps (data loading and logging included); if the run's
-    `max_steps` would not end within the budget, counted from the start of the fit, it lowers them to
-    the steps that fit in `(1 - reserve)` of it (the reserve is for validations and writing files; never
-    below twice the steps already taken) and rebuilds the schedule for that length, so a one-cycle or cosine schedule still ends annealed
-    (Lightning's `max_time` stops wherever the clock runs out). It never lengthens a run. The decision is
-    kept in checkpoints, so a resumed run keeps its length. The module must build its schedule as
-    `scheduler_fn(optimizer, total_steps=...)`, as `DistillModule` and `TeacherModule` do.
+    `max_steps` would not end within the budget, counted from the start of the fit, it lowers them to the
+    steps that fit in `(1 - reserve)` of it (the reserve is for validations and writing files; never below
+    twice the steps already taken) and rebuilds the schedule for that length, so a one-cycle or cosine
+    schedule still ends annealed (Lightning's `max_time` stops wherever the clock runs out). It never
+    lengthens a run. Rank 0 decides for all ranks, and the decision is kept in checkpoints, so a resumed
+    run keeps its length. The module must build its schedule as `scheduler_fn(optimizer,
+    total_steps=...)`, as `DistillModule` and `TeacherModule` do.
 
     Args:
         minutes: the wall-time budget of the fit.
@@ -216,6 +217,7 @@ class TimeBudget(pl.Callback):
         now = self.clock()
         per_step = (now - self.step_start) / (step - self.first_step)
         fits = step + int(((1 - self.reserve) * 60 * self.minutes - (now - self.fit_start)) / per_step)
+        fits = trainer.strategy.broadcast(fits, src=0)  # (ranks timed apart; they must stop at one step)
         self.decided = True
         if fits < trainer.max_steps:
             self.total_steps = max(2 * step, fits)  # (a schedule squeezed into the steps already taken has no shape)
