@@ -233,8 +233,8 @@ class TimeBudget(pl.Callback):
         trainer.fit_loop.epoch_loop.max_steps = total_steps
         config = trainer.lr_scheduler_configs[0]
         scheduler = pl_module.scheduler_fn(config.scheduler.optimizer, total_steps=total_steps)
-        with warnings.catch_warnings():  # ("lr_scheduler.step() before optimizer.step()": replayed on purpose)
-            warnings.simplefilter("ignore", UserWarning)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")  # (on purpose)
             for _ in range(trainer.global_step):  # the new schedule, at the step the run is at
                 scheduler.step()
         config.scheduler = scheduler

@@ -1,10 +1,11 @@
 """The wall-time budget: a run that would not fit is shortened with its schedule, and keeps that on resume."""
 from __future__ import annotations
 
+from functools import partial
+
 import lightning.pytorch as pl
 import pytest
 import torch
-from functools import partial
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -42,6 +43,15 @@ class StepClock:
         return float(self.trainer.global_step) if self.trainer else 0.0
 
 
+class StopAt(pl.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            trainer.should_stop = True  # (the run stops here; its last.ckpt is this step's)
+
+
 def fit(tmp_path, minutes, max_steps=100, ckpt_path=None, stop_at=None):
     clock = StepClock()
     budget = TimeBudget(minutes, warmup_steps=2, measure_steps=4, reserve=0.0, clock=clock)
@@ -55,15 +65,6 @@ def fit(tmp_path, minutes, max_steps=100, ckpt_path=None, stop_at=None):
     data = DataLoader(TensorDataset(torch.randn(640, 4)), batch_size=4)
     trainer.fit(model, data, ckpt_path=ckpt_path)
     return trainer, model
-
-
-class StopAt(pl.Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step == self.step:
-            trainer.should_stop = True  # (the run stops here; its last.ckpt is this step's)
 
 
 def one_cycle_lrs(total_steps: int) -> list[float]:

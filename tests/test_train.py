@@ -252,7 +252,7 @@ def test_time_budget_shortens_a_teacher_run_through_the_real_config(make_teacher
 
     train_teacher.train(make_teacher_cfg(
         "finetune=sgd", "trainer.max_epochs=-1", "trainer.max_steps=40", "trainer.limit_train_batches=null",
-        "callbacks.time_budget.minutes=0.0001", "+callbacks.time_budget.warmup_steps=1",
-        "+callbacks.time_budget.measure_steps=2"))
+        "callbacks.time_budget.minutes=0.0001", "callbacks.time_budget.warmup_steps=1",
+        "callbacks.time_budget.measure_steps=2"))
     last = torch.load(tmp_path / "teacher_run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["global_step"] == 6  # timed steps 1-3, decided at 3: twice that, the least a shortened run takes
