@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .disk import cache_path, npy_damage, reserved_npy, write_json
 from .folders import load_rgb
+from .runtime import loader_worker_init
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ def render_views(dataset: Dataset, view: tuple[str, int], policy: dict, views: i
     offset = header.offset
     del header
     loader = DataLoader(dataset, batch_size=batch_size, sampler=_Views(len(dataset), views, seed),
-                        num_workers=num_workers)
+                        num_workers=num_workers, worker_init_fn=loader_worker_init)
     with tmp.open("r+b") as f:  # rows arrive in file order: plain sequential writes, nothing mapped
         f.seek(offset)
         for batch in tqdm(loader, desc=f"rendering {views} views at {size} px", unit="batch", mininterval=2):

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .disk import cache_path, npy_damage, reserved_npy, write_json
+from .runtime import loader_worker_init
 from .teacher import FrozenTeacher
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,8 @@ def _fill(teacher, dataset, shapes, folder, seed, policy, batch_size, num_worker
     if len(pending) < done.size:
         log.info("resuming the soft-target cache build: %d of %d rows already done", done.size - len(pending),
                  done.size)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=_Pending(pending, seed), num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=_Pending(pending, seed), num_workers=num_workers,
+                        worker_init_fn=loader_worker_init)
     try:
         with _sigterm_exits():
             for b, batch in enumerate(tqdm(loader, desc="teacher soft targets", unit="batch")):

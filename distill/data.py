@@ -26,6 +26,7 @@ from .arrays import NpyRows, RaggedPixels, decode_to_cache, render_views
 from .cache import SoftTargets, expand_topk
 from .folders import (existing_dir, label_subset, labeled_files, load_rgb, record_skipped, report_skipped,
                       scan_images)
+from .runtime import loader_worker_init
 
 log = logging.getLogger(__name__)
 
@@ -539,6 +540,7 @@ class DistillDataModule(pl.LightningDataModule):
         workers = 0 if dataset.rendered and self.workers_auto else self.num_workers
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
                           pin_memory=self.pin_memory, persistent_workers=workers > 0, collate_fn=_collate,
+                          worker_init_fn=loader_worker_init,
                           drop_last=shuffle and len(dataset) > self.batch_size)
 
     def state_dict(self) -> dict:

@@ -8,8 +8,10 @@ import ctypes.util
 import functools
 import logging
 import os
+import signal
 
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -60,6 +62,19 @@ def skip_nvml_probe() -> bool:
         return False
     os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "0"
     return True
+
+
+def loader_worker_init(worker_id: int) -> None:
+    """Every DataLoader's `worker_init_fn`: a worker ignores SIGTERM and leaves the stop to its parent.
+
+    `timeout`, Slurm and a terminal signal the whole process group. A worker dies of a SIGTERM that its
+    parent did not send (torch exits quietly only on the parent's), and the parent then raises "DataLoader
+    worker ... killed by signal" from wherever it is, before Lightning can stop at a step boundary and save
+    `last.ckpt`. Ignoring it is safe: a worker still exits when its parent asks or is gone (torch's
+    watchdog). Lightning seeds workers only when the loader has no `worker_init_fn`, so this does it too."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.environ.get("PL_SEED_WORKERS") == "1":  # set by seed_everything(workers=True)
+        pl_worker_init_function(worker_id)
 
 
 def count_macs(model: nn.Module, img_size: int) -> int:

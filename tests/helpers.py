@@ -22,15 +22,20 @@ def run_cli(args: list[str], entry: str = "train.py", **kw) -> subprocess.Comple
 
 
 class CrashOnce(pl.Callback):
-    """Die like `kill -9` (no cleanup at all) at `at_step`, once: `marker` remembers it happened."""
+    """Die like `kill -9` (no cleanup at all) at `at_step`, once: `marker` remembers it happened. `group`:
+    signal the whole process group (DataLoader workers too), as `timeout`, Slurm and a terminal's Ctrl-C do."""
 
-    def __init__(self, at_step: int, marker: str, sig: str = "SIGKILL"):
-        self.at_step, self.marker, self.sig = at_step, Path(marker), getattr(signal, sig)
+    def __init__(self, at_step: int, marker: str, sig: str = "SIGKILL", group: bool = False):
+        self.at_step, self.marker, self.sig, self.group = at_step, Path(marker), getattr(signal, sig), group
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step >= self.at_step and not self.marker.exists():
             self.marker.touch()
-            os.kill(os.getpid(), self.sig)
+            if self.group:  # from another process, as `timeout` does (workers take a parent's SIGTERM as a request)
+                subprocess.run([sys.executable, "-c", f"import os; os.killpg({os.getpgrp()}, {int(self.sig)})"],
+                               start_new_session=True, check=True)
+            else:
+                os.kill(os.getpid(), self.sig)
 
 
 class PoisonWeights(pl.Callback):

@@ -173,6 +173,22 @@ def test_sigterm_saves_a_resumable_checkpoint(cli_args, tmp_path):
 
 
 @pytest.mark.slow
+def test_sigterm_to_the_process_group_spares_the_loader_workers(cli_args, tmp_path):
+    """`timeout` and Slurm signal the whole group: the DataLoader workers must outlive the signal, or the
+    run dies with "DataLoader worker ... killed by signal" and saves nothing."""
+    term = ["+callbacks.term._target_=tests.helpers.CrashOnce", "+callbacks.term.at_step=5",
+            "+callbacks.term.sig=SIGTERM", "+callbacks.term.group=true", f"+callbacks.term.marker={tmp_path / 'termed'}"]
+    run = tmp_path / "run"
+    stopped = run_cli([*cli_args, "data.num_workers=2", *term, f"hydra.run.dir={run}"], start_new_session=True)
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    assert "killed by signal" not in stopped.stderr
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] >= 5
+    resumed = run_cli([*cli_args, "data.num_workers=2", *term, "resume=auto", f"hydra.run.dir={run}"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((run / "summary.json").read_text())["final"]["step"] == 8
+
+
+@pytest.mark.slow
 def test_ddp_two_processes_match_one(cli_args, tmp_path):
     """Lightning DDP on CPU (gloo), 2 processes x batch 4 against 1 process x batch 8: the same samples in
     every step (EpochSampler shards one shared order), so only BatchNorm's per-process statistics differ.
