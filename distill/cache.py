@@ -12,7 +12,8 @@ meta.json (what was hashed), complete.json (written last: only then is the cache
 With `topk` (teachers with many classes): logits.npy holds each row's k largest logits and one logit
 for every other class (K x N x k+1), classes.npy their class indices (K x N x k); see `topk_rows`.
 A build that dies resumes at the first row not yet done; builders take a file lock, so concurrent runs
-(or DDP ranks) build it once and the others wait, then read.
+build it once and the others wait, then read. DDP ranks share one build instead (`Ranks`): each computes
+its own rows on its own device, straight into the same files.
 """
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ import logging
 import math
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -37,6 +40,15 @@ from .teacher import FrozenTeacher
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 16  # batches between flushes of logits + progress to disk
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """The processes that build one cache together (DDP ranks, on one machine or over a shared disk): rank r
+    computes the rows (view k, image i) with (k * N + i) % world == r; `barrier` waits for all of them."""
+    rank: int = 0
+    world: int = 1
+    barrier: Callable[[], None] = lambda: None
 
 
 class SoftTargets:
@@ -66,11 +78,12 @@ class SoftTargets:
     def cached(self, split: str) -> bool:
         return split == "val" or self.mode == "cached"
 
-    def build(self, split: str, dataset, policy: dict, seed: int, batch_size: int, num_workers: int) -> dict:
+    def build(self, split: str, dataset, policy: dict, seed: int, batch_size: int, num_workers: int,
+              ranks: Ranks = Ranks()) -> dict:
         """Fill or reuse `split`'s cache over `dataset` (its teacher view); returns `build_soft_targets`'s report."""
         train = split == "train"
         return build_soft_targets(self.teacher, dataset, self.views if train else 1, self.root, seed, policy,
-                                  batch_size, num_workers, name=split, topk=self.topk if train else None)
+                                  batch_size, num_workers, name=split, topk=self.topk if train else None, ranks=ranks)
 
 
 def fingerprint(teacher: FrozenTeacher, policy: dict, views: int):
@@ -131,9 +144,10 @@ def expand_topk(values: np.ndarray, classes: np.ndarray, num_classes: int) -> np
 @torch.inference_mode()
 def build_soft_targets(teacher: FrozenTeacher, dataset, views: int, root: str | Path, seed: int, policy: dict,
                        batch_size: int = 128, num_workers: int = 1, name: str = "train",
-                       topk: int | None = None) -> dict:
+                       topk: int | None = None, ranks: Ranks = Ranks()) -> dict:
     """Fill (or reuse) the cache for `dataset` (an `ImageFiles` yielding the "teacher" view), with every
-    logit or (`topk`) each row's k largest (`topk_rows`). The teacher runs on its own device.
+    logit or (`topk`) each row's k largest (`topk_rows`). The teacher runs on its own device; with several
+    `ranks`, every rank calls this at once and computes its share of the rows.
 
     Returns what the data module needs (`path`, `views`, and with top-k `classes`, `num_classes`) and a
     report: hit, rows computed now (= teacher forward passes), seconds, bytes on disk."""
@@ -145,17 +159,21 @@ def build_soft_targets(teacher: FrozenTeacher, dataset, views: int, root: str | 
         report.update(classes=str(folder / "classes.npy"), num_classes=teacher.num_classes, topk=topk)
     shapes = _shapes(views, len(dataset), teacher.num_classes, topk)
     if _damage(folder, shapes) is not None:
-        with _locked(folder / ".lock"):
-            if (why := _damage(folder, shapes)) is not None:  # another process may have finished it meanwhile
-                if (folder / "complete.json").exists():
-                    log.warning("soft-target cache %s is damaged (%s): rebuilding it", folder, why)
-                    for part in ("complete.json", "logits.npy", "classes.npy", "done.npy"):
-                        (folder / part).unlink(missing_ok=True)
-                report.update(_fill(teacher, dataset, shapes, folder, seed, policy, batch_size, num_workers, topk),
-                              hit=False)
+        # Rank 0 holds the lock for all ranks. Under it, another run may have finished the cache meanwhile;
+        # DDP ranks go on to `_fill` all the same (their barriers must pair up), with no rows left to do.
+        with _locked(folder / ".lock") if ranks.rank == 0 else nullcontext():
+            why = _damage(folder, shapes) if ranks.rank == 0 else None
+            if why is not None and (folder / "complete.json").exists():
+                log.warning("soft-target cache %s is damaged (%s): rebuilding it", folder, why)
+                for part in ("complete.json", "logits.npy", "classes.npy", "done.npy"):
+                    (folder / part).unlink(missing_ok=True)
+            if why is not None or ranks.world > 1:
+                report.update(_fill(teacher, dataset, shapes, folder, seed, policy, batch_size, num_workers, topk,
+                                    ranks), hit=False)
     report["bytes"] = sum(f.stat().st_size for f in folder.glob("*.npy"))
-    log.info("soft-target cache %s: %s, %.1f MB, %d teacher images now, %.1f s", name,
-             "hit" if report["hit"] else "built", report["bytes"] / 1e6, report["teacher_images"], report["build_s"])
+    by = f" by rank {ranks.rank} of {ranks.world}" if ranks.world > 1 else ""
+    log.info("soft-target cache %s: %s, %.1f MB, %d teacher images now%s, %.1f s", name,
+             "hit" if report["hit"] else "built", report["bytes"] / 1e6, report["teacher_images"], by, report["build_s"])
     return report
 
 
@@ -197,26 +215,30 @@ def _damage(folder: Path, shapes: dict) -> str | None:
     return why
 
 
-def _fill(teacher, dataset, shapes, folder, seed, policy, batch_size, num_workers, topk) -> dict:
+def _fill(teacher, dataset, shapes, folder, seed, policy, batch_size, num_workers, topk, ranks: Ranks) -> dict:
     start = time.perf_counter()
-    if any(npy_damage(folder / f, shape, dtype) for f, (shape, dtype) in shapes.items()):  # new, or cut short
-        views, n = shapes["done.npy"][0]
+    views, n = shapes["done.npy"][0]
+    if ranks.rank == 0 and any(npy_damage(folder / f, shape, dtype) for f, (shape, dtype) in shapes.items()):
         (folder / "meta.json").write_text(json.dumps({"policy": policy, "views": views, "images": n, "topk": topk,
                                                       "classes": teacher.num_classes}, indent=2))
-        for f, (shape, dtype) in shapes.items():
+        for f, (shape, dtype) in shapes.items():  # new, or cut short
             reserved_npy(folder / f, shape, dtype).flush()
+    todo = None
+    if ranks.rank == 0:  # counted before any rank writes
+        todo = int((np.load(folder / "done.npy", mmap_mode="r") == 0).sum())
+        if todo < views * n:
+            log.info("resuming the soft-target cache build: %d of %d rows already done", views * n - todo, views * n)
+    ranks.barrier()  # the files exist before any rank maps them
     done = np.load(folder / "done.npy", mmap_mode="r+")
     logits = np.load(folder / "logits.npy", mmap_mode="r+")
     indices = np.load(folder / "classes.npy", mmap_mode="r+") if topk else None
-    pending = [(int(k), int(i)) for k, i in zip(*np.nonzero(done == 0))]
-    if len(pending) < done.size:
-        log.info("resuming the soft-target cache build: %d of %d rows already done", done.size - len(pending),
-                 done.size)
+    # a rank's rows are fixed by (k, i), not by what is done when it looks: other ranks may be writing already
+    pending = [(int(k), int(i)) for k, i in zip(*np.nonzero(done == 0)) if (k * n + i) % ranks.world == ranks.rank]
     loader = DataLoader(dataset, batch_size=batch_size, sampler=_Pending(pending, seed), num_workers=num_workers,
                         worker_init_fn=loader_worker_init)
     try:
         with _sigterm_exits():
-            for b, batch in enumerate(tqdm(loader, desc="teacher soft targets", unit="batch")):
+            for b, batch in enumerate(tqdm(loader, desc="teacher soft targets", unit="batch", disable=ranks.rank > 0)):
                 out = teacher(batch["teacher"]).cpu()  # B,C
                 k, i = batch["view"].numpy(), batch["index"].numpy()
                 if topk:
@@ -230,8 +252,12 @@ def _fill(teacher, dataset, shapes, folder, seed, policy, batch_size, num_worker
     finally:  # stopped or not, the rows done so far are kept for the next run
         _flush(logits, indices)
         done.flush()
+    ranks.barrier()  # every rank's rows are on disk
     elapsed = time.perf_counter() - start
-    write_json(folder / "complete.json", {"teacher_images": len(pending), "build_s": elapsed})
+    if ranks.rank == 0:
+        if not done.all():
+            raise RuntimeError(f"soft-target cache {folder}: {int((done == 0).sum())} rows were not computed")
+        write_json(folder / "complete.json", {"teacher_images": todo, "build_s": elapsed})
     return {"teacher_images": len(pending), "build_s": round(elapsed, 2)}
 
 

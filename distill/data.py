@@ -23,7 +23,7 @@ from timm.data.auto_augment import rand_augment_transform
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .arrays import NpyRows, RaggedPixels, decode_to_cache, render_views
-from .cache import SoftTargets, expand_topk
+from .cache import Ranks, SoftTargets, expand_topk
 from .folders import (existing_dir, label_subset, labeled_files, load_rgb, record_skipped, report_skipped,
                       scan_images)
 from .runtime import loader_worker_init
@@ -505,12 +505,19 @@ class DistillDataModule(pl.LightningDataModule):
             elif self.soft_targets is not None and self.soft_targets.cached(split):
                 teacher_set, policy = self.teacher_set(split)
                 report = self.soft_targets.build(split, teacher_set, policy, self.seed, 2 * self.batch_size,
-                                                 self.num_workers)
+                                                 self.num_workers, self._ranks())
                 self.soft_target_reports[split] = report
                 self._served[split] = self._student_view_with_logits(split, report)
             else:
                 self._served[split] = dataset
         return self._served[split]
+
+    def _ranks(self) -> Ranks:
+        """Under DDP every rank computes its share of a soft-target cache (each rank asks for its loaders)."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return Ranks()
+        return Ranks(trainer.global_rank, trainer.world_size, trainer.strategy.barrier)
 
     def _student_view_with_logits(self, split: str, report: dict) -> ImageFiles:
         """The split with the student's view and the cached logits; in training, the student's K views are

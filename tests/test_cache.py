@@ -126,6 +126,37 @@ def test_sigterm_during_the_build_exits_and_the_next_run_resumes(setup, tmp_path
     assert resumed["teacher_images"] == 2 * len(dataset) - 2 * 8  # the two batches before the signal are kept
 
 
+def test_ranks_share_one_build_each_computing_half_of_the_rows(setup, tmp_path):
+    """DDP ranks fill one cache together (two threads here, a threading barrier standing in for the process
+    group's): each computes its own half of the rows into the same files; the result is one process's cache."""
+    import threading
+
+    from distill.cache import Ranks
+
+    teacher, dm, module = setup
+    dataset, policy = dm.teacher_set("train")
+    run = module.frozen_teacher
+    alone = build_soft_targets(run, dataset, 3, tmp_path / "alone", 0, policy, batch_size=8, num_workers=0)
+    barrier, reports = threading.Barrier(2, timeout=120), {}
+
+    def rank(r: int) -> None:
+        reports[r] = build_soft_targets(run, dataset, 3, tmp_path / "shared", 0, policy, batch_size=8, num_workers=0,
+                                        ranks=Ranks(r, 2, barrier.wait))
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = 3 * len(dataset)
+    assert sorted(r["teacher_images"] for r in reports.values()) == [rows // 2, rows - rows // 2]
+    assert reports[0]["path"] == reports[1]["path"] != alone["path"]
+    np.testing.assert_allclose(np.load(reports[0]["path"]).astype(np.float32), np.load(alone["path"]).astype(np.float32),
+                               atol=2e-2, rtol=1e-2)
+    again = build_soft_targets(run, dataset, 3, tmp_path / "shared", 0, policy, batch_size=8, num_workers=0)
+    assert again["hit"] and again["teacher_images"] == 0  # complete: one process reads it as it is
+
+
 @pytest.mark.parametrize("damage", ["truncated", "grown", "wrong_shape", "rows_missing"])
 def test_damaged_cache_is_rebuilt_not_read(setup, tmp_path, damage):
     """complete.json present, but logits.npy cut short (a full disk), grown, of another shape, or rows not

@@ -1,8 +1,9 @@
-"""Messy folders, interrupted runs (kill -9, SIGTERM) and numerical faults."""
+"""Messy folders, interrupted runs (kill -9, SIGTERM), numerical faults and several processes (DDP)."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import struct
 import zlib
@@ -206,6 +207,19 @@ def test_ddp_two_processes_match_one(cli_args, tmp_path):
     assert two["val/kl"] == pytest.approx(one["val/kl"], abs=0.02)
     assert len(list((tmp_path / "ddp").glob("student*.safetensors"))) == 1
     assert (tmp_path / "ddp" / "metrics.csv").read_text().count("\n") == 3  # rank 0 alone wrote 2 rows
+
+
+@pytest.mark.slow
+def test_ddp_ranks_compute_half_of_the_soft_target_cache_each(cli_args, tmp_path):
+    """`soft_targets=cached` under DDP(2): each rank runs the teacher over its own half of the rows."""
+    ddp = run_cli([*cli_args, "trainer=ddp", "trainer.devices=2", "data.batch_size=4", "soft_targets=cached",
+                   "soft_targets.views=3", f"hydra.run.dir={tmp_path / 'ddp'}"])
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    logs = (tmp_path / "ddp" / "train.log").read_text() + (tmp_path / "ddp" / "train_ddp_process_1.log").read_text()
+    rows = 36 * 3  # images x views
+    for rank in (0, 1):
+        assert re.search(rf"cache train: built, .* {rows // 2} teacher images now by rank {rank} of 2", logs), logs
+    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["final"]["step"] == 8
 
 
 def test_bad_files_in_the_validation_folder_are_reported_and_left_out(folders, tmp_path):
