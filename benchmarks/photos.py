@@ -2,6 +2,7 @@
 
     python benchmarks/photos.py                    # 400 photos, about 6 min on 2 cores
     python benchmarks/photos.py --images 200 --decoded-cache on
+    python benchmarks/photos.py --litdata          # then the photos' pixels from litdata chunks vs the local cache
 
 Builds, outside the repo, a photo folder from Imagenette train images (../shared/data/imagenette): each one
 upscaled to a random width of 1,600-2,600 px (4:3 or 3:2, either way up) and saved as a JPEG (quality 90),
@@ -10,7 +11,9 @@ distillation on both, interleaved: a random-weight timm resnet18 teacher at 160 
 at 128 px, batch 64, default loader (one worker per two cores); without the decoded-image cache (JPEGs
 decoded every epoch, in the DCT domain at the working size) and with it (each image decoded once, kept at
 the short side that covers every crop). Prints images/s (the Throughput callback: after 5 warm-up steps),
-the training process's peak RSS and the command's wall time for each, and their ratios; writes
+the training process's peak RSS and the command's wall time for each, and their ratios. With --litdata, the
+photo folder again with its working-resolution pixels in the local decoded cache and as litdata chunks
+(`data.streaming_dir`), each run twice: the first run writes them, the second only reads. Writes
 benchmarks/results/photos.json.
 """
 from __future__ import annotations
@@ -55,9 +58,12 @@ def make_folders(source: Path, out: Path, images: int, seed: int = 0) -> tuple[P
     return photos, resized
 
 
-def run(folder: Path, teacher: Path, work: Path, name: str, epochs: int, decoded: bool) -> dict:
+def run(folder: Path, teacher: Path, work: Path, name: str, epochs: int, decoded: bool,
+        pixels: str = "decoded") -> dict:
     out = work / "runs" / name
-    cache = f"data.decoded_cache={work / 'decoded'}" if decoded else "data.decoded_cache=null"
+    cache = f"data.decoded_cache={work / pixels}" if decoded else "data.decoded_cache=null"
+    if pixels.startswith("litdata"):
+        cache = f"data.streaming_dir={work / pixels}"
     cmd = [sys.executable, "train.py", f"data.unlabeled_dir={folder}", "data.val_dir=null", cache,
            "teacher.name=resnet18", f"teacher.checkpoint_path={teacher}", "teacher.img_size=160",
            "student.alpha=0.25", "student.img_size=128", f"trainer.max_epochs={epochs}",
@@ -76,8 +82,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--decoded-cache", choices=["off", "on", "both"], default="both",
-                        help="off: decode every epoch; on: the decoded-image cache (the default setting)")
+    parser.add_argument("--decoded-cache", choices=["off", "on", "both", "none"], default="both",
+                        help="off: decode every epoch; on: the decoded-image cache (the default setting); none: skip")
+    parser.add_argument("--litdata", action="store_true", help="also: the local decoded cache vs litdata chunks")
     args = parser.parse_args()
     from teachers import for_classes, save_teacher
 
@@ -87,7 +94,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = timm.create_model("resnet18", pretrained=False, num_classes=len(classes))  # speed only: random weights
     teacher = save_teacher(for_classes(model, classes), work / "teacher", "resnet18")
-    modes = {"off": [False], "on": [True], "both": [False, True]}[args.decoded_cache]
+    modes = {"off": [False], "on": [True], "both": [False, True], "none": []}[args.decoded_cache]
     rows, lines = {}, []
     for decoded in modes:
         for r in range(args.repeats):  # interleaved: this machine's speed drifts within minutes
@@ -101,6 +108,13 @@ def main() -> None:
         lines.append(f"decoded cache {on}: photos {med['photos']:.1f} images/s vs pre-resized {med['resized']:.1f}: "
                      f"{med['photos'] / med['resized']:.2f}x; peak RSS {rss['photos']:.0f} vs {rss['resized']:.0f} MB "
                      f"({rss['photos'] / rss['resized']:.2f}x)")
+    if args.litdata:
+        for pixels in ("decoded-fresh", "litdata"):
+            got = [run(photos, teacher, work, f"{pixels}{n}", args.epochs, True, pixels) for n in (1, 2)]
+            rows[pixels] = got
+            lines.append(f"photos, pixels from {pixels}: {got[0]['images_per_s']:.1f} / {got[1]['images_per_s']:.1f} "
+                         f"images/s, command {got[0]['command_s']:.0f} / {got[1]['command_s']:.0f} s "
+                         f"(first run, writing them / second run), peak RSS {max(g['peak_rss_mb'] for g in got):.0f} MB")
     print("\n".join(lines))
     (ROOT / "benchmarks" / "results" / "photos.json").write_text(json.dumps(
         {"summary": lines, "images": args.images, "epochs": args.epochs, "runs": rows}, indent=2) + "\n")

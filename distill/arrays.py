@@ -147,6 +147,22 @@ def _reduced(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def reduced_rgb(path: Path, short_side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """(H x W x 3 pixels with the short side reduced to `short_side`, never enlarged; the source's (width,
+    height)), JPEGs decoded in the DCT domain at the nearest larger scale. Raises what `load_rgb` raises."""
+    source = {}
+
+    def need(width: int, height: int) -> tuple[int, int]:
+        source["size"] = (width, height)
+        return _reduced(width, height, short_side)
+
+    img = load_rgb(path, need)
+    target = _reduced(*source["size"], short_side)
+    if img.size != target:  # (DCT scaling stops at the nearest larger size)
+        img = img.resize(target, Image.BILINEAR, reducing_gap=None)
+    return np.asarray(img), source["size"]
+
+
 def _decode_ragged(files: Sequence[Path], root: Path, max_bytes: float, short_side: int,
                    header_sizes: list) -> tuple[str | None, list[int]]:
     """The working-resolution variant of `decode_to_cache` (see there)."""
@@ -171,23 +187,14 @@ def _decode_ragged(files: Sequence[Path], root: Path, max_bytes: float, short_si
     with tmp.open("wb") as out:
         for i, f in enumerate(tqdm(files, desc=f"decoding images once at a {short_side} px short side", unit="img",
                                    mininterval=2)):
-            source = {}
-
-            def need(width: int, height: int) -> tuple[int, int]:
-                source["size"] = (width, height)
-                return _reduced(width, height, short_side)
-
             try:
-                img = load_rgb(f, need)
+                pixels, source = reduced_rgb(f, short_side)
             except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
                 bad.append(i)
                 continue
-            target = _reduced(*source["size"], short_side)
-            if img.size != target:  # (DCT scaling stops at the nearest larger size)
-                img = img.resize(target, Image.BILINEAR, reducing_gap=None)
-            out.write(np.asarray(img).tobytes())
-            index[i] = offset, target[1], target[0], *source["size"]
-            offset += target[0] * target[1] * 3
+            out.write(pixels.tobytes())
+            index[i] = offset, *pixels.shape[:2], *source
+            offset += pixels.size
     np.save(index_file, index)
     bad_file.write_text(json.dumps(bad))
     os.replace(tmp, path)

@@ -17,7 +17,6 @@ its own rows on its own device, straight into the same files.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -34,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .disk import cache_path, npy_damage, reserved_npy, write_json
+from .disk import cache_path, locked, npy_damage, reserved_npy, write_json
 from .runtime import loader_worker_init
 from .teacher import FrozenTeacher
 
@@ -112,17 +111,6 @@ class _Pending(Sampler):
         return iter([(i, self.seed, k) for k, i in self.rows])
 
 
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def topk_rows(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(B x k+1 values, B x k classes) for B x C logits: the k largest logits and, last, the one logit that
     gives each of the other C - k classes an equal share of their probability mass at T = 1
@@ -161,7 +149,7 @@ def build_soft_targets(teacher: FrozenTeacher, dataset, views: int, root: str | 
     if _damage(folder, shapes) is not None:
         # Rank 0 holds the lock for all ranks. Under it, another run may have finished the cache meanwhile;
         # DDP ranks go on to `_fill` all the same (their barriers must pair up), with no rows left to do.
-        with _locked(folder / ".lock") if ranks.rank == 0 else nullcontext():
+        with locked(folder / ".lock") if ranks.rank == 0 else nullcontext():
             why = _damage(folder, shapes) if ranks.rank == 0 else None
             if why is not None and (folder / "complete.json").exists():
                 log.warning("soft-target cache %s is damaged (%s): rebuilding it", folder, why)

@@ -6,6 +6,7 @@ mean/std on the device, which keeps worker->main-process traffic 4x smaller than
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
@@ -27,6 +28,7 @@ from .cache import Ranks, SoftTargets, expand_topk
 from .folders import (existing_dir, label_subset, labeled_files, load_rgb, record_skipped, report_skipped,
                       scan_images)
 from .runtime import loader_worker_init
+from . import streaming
 
 log = logging.getLogger(__name__)
 
@@ -263,8 +265,12 @@ class ImageFiles(Dataset):
                 (name,) = self.transform.sizes
                 crop = self._rows("_rendered", self.rendered).read([view], [index])[0]
                 views = {name: torch.from_numpy(crop).permute(2, 0, 1)}
-            elif self.decoded and self.decoded.endswith(".bin"):  # stored at the working resolution
-                pixels, source = self._rows("_pixels", self.decoded, RaggedPixels).read(i)
+            elif self.decoded and self.decoded.endswith((".bin", streaming.SUFFIX)):  # at the working resolution
+                reader = RaggedPixels if self.decoded.endswith(".bin") else streaming.StreamedPixels
+                pixels, source = self._rows("_pixels", self.decoded, reader).read(i)
+                if not pixels.size:  # litdata stores an undecodable image empty
+                    self._skip(i, "stored empty in " + self.decoded)
+                    continue
                 img = torch.from_numpy(pixels).permute(2, 0, 1)  # 3,H,W
                 views = self.transform(img, rng, plan=self.transform.plan(*source, rng), source_size=source)
             elif self.decoded:
@@ -274,15 +280,18 @@ class ImageFiles(Dataset):
                 try:
                     views = self.transform.load(self.files[i], rng)
                 except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # corrupt pixels
-                    self.bad.add(i)
-                    log.warning("skipping undecodable image %s (%s)", self.files[i], err)
-                    record_skipped(self.skipped_log, "undecodable", [str(self.files[i])])
+                    self._skip(i, err)
                     continue
             sample = {**views, "label": self.labels[i], "index": index, "view": view}
             if self.soft_targets and logits:
                 sample["teacher_logits"] = self._cached_logits([view], [index])[0]
             return sample
         raise RuntimeError("no image in this dataset can be decoded")
+
+    def _skip(self, i: int, why) -> None:
+        self.bad.add(i)
+        log.warning("skipping undecodable image %s (%s)", self.files[i], why)
+        record_skipped(self.skipped_log, "undecodable", [str(self.files[i])])
 
     def _cached_logits(self, view, index) -> torch.Tensor:
         """B x C teacher logits of the soft-target cache's rows (view, index); top-k rows expanded."""
@@ -403,6 +412,9 @@ class DistillDataModule(pl.LightningDataModule):
             resolution), so decoding is paid once, up to `decoded_max_gb` on disk; None decodes every epoch. With
             cached soft targets the student's K training views are rendered there too (`arrays.render_views`),
             up to `rendered_max_gb`.
+        streaming_dir: instead of `decoded_cache`, a folder on a disk every process can read (a cluster's
+            shared file system) for the images at working resolution as litdata chunks, written once
+            (`streaming.optimize_to_litdata`; needs `pip install litdata`) and read by index by every rank.
         scan_index: a folder for the folders' scan indexes (`folders.scan_images`): a later run of an
             unchanged folder opens no image header; None scans from the headers every run.
     """
@@ -415,7 +427,7 @@ class DistillDataModule(pl.LightningDataModule):
                  eval_crop_pct: float = 1.0, pin_memory: bool = False, skipped_log: str | None = None,
                  seed: int = 0, decoded_cache: str | None = None, decoded_max_gb: float = 4.0,
                  rendered_max_gb: float = 4.0, mix: dict | None = None, soft_targets: SoftTargets | None = None,
-                 teacher_in_training: bool = True, scan_index: str | None = None):
+                 teacher_in_training: bool = True, scan_index: str | None = None, streaming_dir: str | None = None):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} must be a positive integer")
@@ -436,7 +448,9 @@ class DistillDataModule(pl.LightningDataModule):
         self.mix = MixViews(**(mix or {}))
         self._resume: dict | None = None  # set from a mid-epoch checkpoint (load_state_dict)
         self.skipped_log = Path(skipped_log) if skipped_log and rank_zero_only.rank == 0 else None
-        self.seed, self.decoded_cache, self.scan_index = seed, decoded_cache, scan_index
+        if streaming_dir and importlib.util.find_spec("litdata") is None:
+            raise ValueError("data.streaming_dir needs litdata: pip install litdata (or mobiledistill[streaming])")
+        self.seed, self.decoded_cache, self.scan_index, self.streaming_dir = seed, decoded_cache, scan_index, streaming_dir
         self.decoded_max_gb, self.rendered_max_gb = decoded_max_gb, rendered_max_gb
         self.soft_targets, self.teacher_in_training = soft_targets, teacher_in_training
         self.soft_target_reports: dict[str, dict] = {}  # split -> `build_soft_targets`'s report
@@ -474,7 +488,10 @@ class DistillDataModule(pl.LightningDataModule):
         return train_set, val_set
 
     def _with_decoded(self, dataset: ImageFiles) -> ImageFiles:
-        if self.decoded_cache:
+        if self.streaming_dir:
+            dataset.decoded = streaming.optimize_to_litdata(dataset.files, self.streaming_dir,
+                                                            dataset.transform.cover_short_side(), self.num_workers)
+        elif self.decoded_cache:
             dataset.decoded, bad = decode_to_cache(dataset.files, Path(self.decoded_cache), self.decoded_max_gb * 1e9,
                                                    dataset.transform.cover_short_side())
             dataset.bad.update(bad)

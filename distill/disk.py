@@ -2,11 +2,13 @@
 check that an array on disk is whole, and atomic JSON writes."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -41,6 +43,19 @@ def reserved_npy(path: Path, shape: Sequence[int], dtype) -> np.memmap:
         Path(path).unlink(missing_ok=True)
         raise OSError(err.errno, err.strerror, str(path)) from err
     return array
+
+
+@contextmanager
+def locked(path: Path):
+    """An exclusive lock on the file `path` (created if missing) while the block runs: one builder per cache,
+    across runs and DDP ranks, the others waiting."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def write_json(path: Path, data: dict) -> None:
