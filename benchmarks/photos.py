@@ -14,7 +14,7 @@ the short side that covers every crop). Prints images/s (the Throughput callback
 the training process's peak RSS and the command's wall time for each, and their ratios. With --litdata, the
 photo folder again with its working-resolution pixels in the local decoded cache and as litdata chunks
 (`data.streaming_dir`), each run twice: the first run writes them, the second only reads. Writes
-benchmarks/results/photos.json.
+benchmarks/results/photos.json (photos_litdata.json with --decoded-cache none).
 """
 from __future__ import annotations
 
@@ -116,7 +116,8 @@ def main() -> None:
                          f"images/s, command {got[0]['command_s']:.0f} / {got[1]['command_s']:.0f} s "
                          f"(first run, writing them / second run), peak RSS {max(g['peak_rss_mb'] for g in got):.0f} MB")
     print("\n".join(lines))
-    (ROOT / "benchmarks" / "results" / "photos.json").write_text(json.dumps(
+    out = "photos.json" if modes else "photos_litdata.json"
+    (ROOT / "benchmarks" / "results" / out).write_text(json.dumps(
         {"summary": lines, "images": args.images, "epochs": args.epochs, "runs": rows}, indent=2) + "\n")
 
 
