@@ -7,13 +7,13 @@ are kept, and a stage killed half-way continues from its last checkpoint the nex
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from distill.disk import locked
 from distill.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,7 @@ def ensure_teacher(checkpoint_path: str, overrides: Sequence[str], extra: Sequen
         raise ValueError(f"teacher_stage: checkpoint_path={checkpoint_path} must end in teacher.safetensors "
                          f"(the stage's run directory is its folder)")
     run_dir = path.parent
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".stage.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel jobs of a sweep: one trains, the others wait for its file
+    with locked(run_dir / ".stage.lock"):  # parallel jobs of a sweep: one trains, the others wait for its file
         if path.is_file():
             return path
         command = [sys.executable, "-m", entry, *overrides, *extra, f"hydra.run.dir={run_dir}"]
