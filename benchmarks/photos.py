@@ -58,13 +58,10 @@ def make_folders(source: Path, out: Path, images: int, seed: int = 0) -> tuple[P
     return photos, resized
 
 
-def run(folder: Path, teacher: Path, work: Path, name: str, epochs: int, decoded: bool,
-        pixels: str = "decoded") -> dict:
+def run(folder: Path, teacher: Path, work: Path, name: str, epochs: int, pixels: str) -> dict:
+    """One train.py run; `pixels`: the override that says where decoded pixels are kept (data.decoded_cache=...)."""
     out = work / "runs" / name
-    cache = f"data.decoded_cache={work / pixels}" if decoded else "data.decoded_cache=null"
-    if pixels.startswith("litdata"):
-        cache = f"data.streaming_dir={work / pixels}"
-    cmd = [sys.executable, "train.py", f"data.unlabeled_dir={folder}", "data.val_dir=null", cache,
+    cmd = [sys.executable, "train.py", f"data.unlabeled_dir={folder}", "data.val_dir=null", pixels,
            "teacher.name=resnet18", f"teacher.checkpoint_path={teacher}", "teacher.img_size=160",
            "student.alpha=0.25", "student.img_size=128", f"trainer.max_epochs={epochs}",
            "callbacks.run_report.latency=false", "logger=csv", f"paths.cache_dir={work / 'cache'}",
@@ -100,7 +97,8 @@ def main() -> None:
         for r in range(args.repeats):  # interleaved: this machine's speed drifts within minutes
             for name, folder in (("photos", photos), ("resized", resized)):
                 key = f"{name}, decoded cache {'on' if decoded else 'off'}"
-                rows.setdefault(key, []).append(run(folder, teacher, work, f"{name}{r}{decoded}", args.epochs, decoded))
+                pixels = f"data.decoded_cache={work / 'decoded'}" if decoded else "data.decoded_cache=null"
+                rows.setdefault(key, []).append(run(folder, teacher, work, f"{name}{r}{decoded}", args.epochs, pixels))
                 print(f"{key} (repeat {r}): {rows[key][-1]}", flush=True)
         on = "on" if decoded else "off"
         med = {k: statistics.median(x["images_per_s"] for x in rows[f"{k}, decoded cache {on}"]) for k in ("photos", "resized")}
@@ -109,10 +107,10 @@ def main() -> None:
                      f"{med['photos'] / med['resized']:.2f}x; peak RSS {rss['photos']:.0f} vs {rss['resized']:.0f} MB "
                      f"({rss['photos'] / rss['resized']:.2f}x)")
     if args.litdata:
-        for pixels in ("decoded-fresh", "litdata"):
-            got = [run(photos, teacher, work, f"{pixels}{n}", args.epochs, True, pixels) for n in (1, 2)]
-            rows[pixels] = got
-            lines.append(f"photos, pixels from {pixels}: {got[0]['images_per_s']:.1f} / {got[1]['images_per_s']:.1f} "
+        for name, key in (("decoded-fresh", "data.decoded_cache"), ("litdata", "data.streaming_dir")):
+            got = [run(photos, teacher, work, f"{name}{n}", args.epochs, f"{key}={work / name}") for n in (1, 2)]
+            rows[name] = got
+            lines.append(f"photos, pixels from {name}: {got[0]['images_per_s']:.1f} / {got[1]['images_per_s']:.1f} "
                          f"images/s, command {got[0]['command_s']:.0f} / {got[1]['command_s']:.0f} s "
                          f"(first run, writing them / second run), peak RSS {max(g['peak_rss_mb'] for g in got):.0f} MB")
     print("\n".join(lines))
