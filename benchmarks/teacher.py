@@ -3,6 +3,8 @@
     python benchmarks/teacher.py                         # CIFAR-10 (../shared/data/cifar10), about 60-70 min (the stage, then the loop for as long)
     python benchmarks/teacher.py --label-fraction 0.3333 # the label-budget teacher
     python benchmarks/teacher.py --budget-min 27         # the plain loop alone, for a given wall time
+    python benchmarks/teacher.py --budget-min 22 --data TUNE --test-split val --save DIR
+                                                         # an outside teacher (DIR/teacher.safetensors) for train.py
 
 1. The stage: `python train_teacher.py experiment=cifar10_teacher` from nothing (a fresh decoded-image cache and run
    directory), timed as a whole command.
@@ -29,7 +31,7 @@ from pathlib import Path
 import timm
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
@@ -80,8 +82,13 @@ def labeled_subset(dataset: datasets.ImageFolder, fraction: float, seed: int = 0
     return Subset(dataset, sorted(keep))
 
 
-def run_plain(data: Path, label_fraction: float, budget_s: float, batch: int = 128, max_lr: float = 0.2) -> dict:
-    """The plain loop, with as many epochs as fit `budget_s` seconds (timed on its first 20 steps)."""
+def run_plain(data: Path, label_fraction: float, budget_s: float, test_split: str = "test", save: Path | None = None,
+              batch: int = 128, max_lr: float = 0.2) -> dict:
+    """The plain loop, with as many epochs as fit `budget_s` seconds (timed on its first 20 steps).
+
+    `save`: a folder for its weights (timm's state dict, safetensors), to distill from as a teacher the project
+    never trained: `teacher.name=resnet18 teacher.checkpoint_path=DIR/teacher.safetensors teacher.img_size=64`.
+    """
     start = time.perf_counter()
     torch.manual_seed(0)
     train_tf = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
@@ -92,7 +99,7 @@ def run_plain(data: Path, label_fraction: float, budget_s: float, batch: int = 1
         train_set = labeled_subset(train_set, label_fraction)
     loader = DataLoader(train_set, batch_size=batch, shuffle=True, drop_last=True, num_workers=1,
                         persistent_workers=True)
-    test = test_loader(data / "test", 64)
+    test = test_loader(data / test_split, 64)
 
     def new_model():
         torch.manual_seed(0)
@@ -129,6 +136,9 @@ def run_plain(data: Path, label_fraction: float, budget_s: float, batch: int = 1
             sched.step()
         print(f"plain loop: epoch {epoch + 1}/{epochs} at {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     score = top1(model, test)
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        save_file(model.state_dict(), str(save / "teacher.safetensors"))
     return {"wall_s": round(time.perf_counter() - start, 1), "epochs": epochs, "test_top1": score}
 
 
@@ -136,6 +146,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10")
     parser.add_argument("--label-fraction", type=float, default=1.0)
+    parser.add_argument("--test-split", default="test", help="the folder under --data to score on")
+    parser.add_argument("--save", type=Path, default=None, help="keep the plain loop's teacher in this folder")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--budget-min", type=float, default=None,
                         help="skip the stage: run the plain loop alone for this many minutes")
@@ -147,9 +159,10 @@ def main(argv=None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             stage = run_stage(data, args.label_fraction, Path(tmp))
         rows.append(("stage (experiment=cifar10_teacher)", stage))
-    plain = run_plain(data, args.label_fraction, rows[0][1]["wall_s"] if rows else 60 * args.budget_min)
+    plain = run_plain(data, args.label_fraction, rows[0][1]["wall_s"] if rows else 60 * args.budget_min,
+                      args.test_split, args.save)
     rows.append(("plain PyTorch SGD loop", plain))
-    print(f"\nCIFAR-10 teacher, labels {args.label_fraction:g}, test split ({data / 'test'}):")
+    print(f"\nCIFAR-10 teacher, labels {args.label_fraction:g}, scored on {data / args.test_split}:")
     print(f"{'':36} {'wall min':>9} {'test top-1':>11}")
     for name, row in rows:
         print(f"{name:36} {row['wall_s'] / 60:9.1f} {100 * row['test_top1']:10.2f}%")

@@ -119,7 +119,7 @@ def test_recipes_compose_with_one_teacher_per_label_budget(recipe, tmp_path):
 
 @pytest.mark.parametrize("recipe, jobs, budgets, supervision, sizes", [
     ("cifar10_recipe", 8, {"1.0", "0.3333"}, {"teacher"}, {"32"}),
-    ("imagenette_recipe", 16, {"1.0", "0.3333"}, {"teacher", "labels"}, {"128"}),
+    ("imagenette_recipe", 8, {"1.0", "0.3333"}, {"teacher"}, {"128"}),
     ("imagenette_rho", 8, {"1.0"}, {"teacher"}, {"160", "96"}),  # distilled students only, the full teacher
 ])
 def test_recipe_multiruns_sweep_what_they_document(recipe, jobs, budgets, supervision, sizes):
@@ -137,7 +137,8 @@ def test_recipe_multiruns_sweep_what_they_document(recipe, jobs, budgets, superv
 
 
 @pytest.mark.parametrize("recipe, epochs", [("cifar10_recipe", [22, 14, 25, 68]),
-                                            ("imagenette_recipe", [16, 24, 32, 80])])
+                                            ("imagenette_recipe", [32, 24, 32, 160]),
+                                            ("imagenette_rho", [16, 24, 32, 80])])
 def test_recipes_take_epochs_per_width_from_their_table(recipe, epochs, tmp_path):
     """Epochs per alpha come from the recipe's table; a width the table lacks is a one-line error naming
     the key to set instead."""
