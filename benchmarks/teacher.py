@@ -13,7 +13,8 @@
    Nesterov momentum 0.9, weight decay 5e-4, one-cycle to lr 0.2 with 25 % warm-up, batch 128, fp32.
    Its epoch count is set so that it takes the stage's wall time (timed on its first steps).
 Both teachers are then scored on the test folder by the same evaluation (timm model, Resize to 64 px,
-ImageNet mean/std), and the two rows printed side by side; results go to benchmarks/results/teacher*.json.
+ImageNet mean/std), and the two rows printed side by side; results go to benchmarks/results/teacher_labels*.json
+(the plain loop alone: teacher_labels*_plain_SPLIT.json).
 """
 from __future__ import annotations
 
@@ -166,7 +167,9 @@ def main(argv=None) -> None:
     print(f"{'':36} {'wall min':>9} {'test top-1':>11}")
     for name, row in rows:
         print(f"{name:36} {row['wall_s'] / 60:9.1f} {100 * row['test_top1']:10.2f}%")
-    out = args.out or ROOT / "benchmarks" / "results" / f"teacher_labels{args.label_fraction:g}.json"
+    # The plain loop alone (--budget-min) gets a file of its own: it must not replace a side-by-side result.
+    plain_only = "" if args.budget_min is None else f"_plain_{args.test_split}"
+    out = args.out or ROOT / "benchmarks" / "results" / f"teacher_labels{args.label_fraction:g}{plain_only}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**{("stage" if n.startswith("stage") else "plain"): r for n, r in rows},
                                "label_fraction": args.label_fraction}, indent=2) + "\n")
