@@ -413,8 +413,9 @@ class DistillDataModule(pl.LightningDataModule):
             cached soft targets the student's K training views are rendered there too (`arrays.render_views`),
             up to `rendered_max_gb`.
         streaming_dir: instead of `decoded_cache`, a folder on a disk every process can read (a cluster's
-            shared file system) for the images at working resolution as litdata chunks, written once
-            (`streaming.optimize_to_litdata`; needs `pip install litdata`) and read by index by every rank.
+            shared file system) or a bucket (s3://, gs://, r2://) for the images at working resolution as
+            litdata chunks, written once (`streaming.optimize_to_litdata`; needs `pip install litdata`) and
+            read by index by every rank.
         scan_index: a folder for the folders' scan indexes (`folders.scan_images`): a later run of an
             unchanged folder opens no image header; None scans from the headers every run.
     """

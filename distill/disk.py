@@ -62,6 +62,16 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
 
 
+def cache_name(kind: str, files: Sequence[Path], digest=None) -> str:
+    """`<kind>-<what>-<version>`: `cache_path`'s name, computed from the files alone (no disk is touched)."""
+    what, version = digest or hashlib.sha256(), hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        what.update(f"{os.path.abspath(f)}\n".encode())
+        version.update(f"{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return f"{kind}-{what.hexdigest()[:12]}-{version.hexdigest()[:12]}"
+
+
 def cache_path(root: str | Path, kind: str, files: Sequence[Path], digest=None, suffix: str = "") -> Path:
     """`root/<kind>-<what>-<version><suffix>` for a cache made from `files`: <what> hashes their absolute
     paths after whatever `digest` already holds (everything else the cache depends on), <version> their
@@ -71,13 +81,8 @@ def cache_path(root: str | Path, kind: str, files: Sequence[Path], digest=None, 
     were made from files that have changed since, and no run can hit them again (re-copying a data folder
     used to leave gigabytes behind). A run that still has one open keeps reading it: unlinking removes the
     name, not the file."""
-    what, version = digest or hashlib.sha256(), hashlib.sha256()
-    for f in files:
-        st = os.stat(f)
-        what.update(f"{os.path.abspath(f)}\n".encode())
-        version.update(f"{st.st_size}|{st.st_mtime_ns}\n".encode())
-    stem = f"{kind}-{what.hexdigest()[:12]}-"
-    current = stem + version.hexdigest()[:12]
+    current = cache_name(kind, files, digest)
+    stem = current[: current.rindex("-") + 1]
     path = Path(root) / f"{current}{suffix}"
     if not path.exists():
         for stale in Path(root).glob(f"{stem}*"):

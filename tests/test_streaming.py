@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,3 +58,33 @@ def test_ddp_ranks_stream_their_shards_and_match_the_local_cache(cli_args, tmp_p
     assert got["step"] == want["step"] == 8
     for key, value in want.items():
         assert got[key] == pytest.approx(value, abs=1e-4), key
+
+
+def test_object_storage_is_read_through_litdatas_node_cache(tmp_path, monkeypatch):
+    """A bucket URL (litdata's `local:` store stands in for s3://, offline): the dataset written to a local
+    folder and copied there is read back through litdata's chunk cache with the same crops; a store that
+    does not hold it, and that litdata cannot write to, is a one-line error naming what to copy."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        gradient().resize((120 + 20 * i, 100)).save(photos / f"{i}.jpg")
+    cache = tmp_path / "node_cache"
+    monkeypatch.setattr("litdata.utilities.dataset_utilities._LITDATA_CACHE_DIR", str(cache))
+
+    def module(root):
+        return DistillDataModule({"teacher": 16, "student": 12}, unlabeled_dir=str(photos), batch_size=4,
+                                 num_workers=0, streaming_dir=root)
+
+    local = module(str(tmp_path / "written"))
+    bucket = tmp_path / "bucket"
+    with pytest.raises(ValueError, match=r"litdata writes only to s3://.*copy DIR/decoded-\w+-\w+\.litdata there"):
+        module(f"local:{bucket}")
+    bucket.mkdir()
+    name = Path(local.train_set.decoded).name
+    shutil.copytree(local.train_set.decoded, bucket / name)
+    remote = module(f"local:{bucket}")
+    assert remote.train_set.decoded == f"local:{bucket}/{name}"
+    for key in [(0, 0, 0), (1, 0, 3), (2, 1, 5), (3, 2, 1)]:
+        for view in ("teacher", "student"):
+            assert torch.equal(local.train_set[key][view], remote.train_set[key][view]), (key, view)
+    assert list(cache.rglob("chunk-*.bin")), "chunks are read from the node's cache, not the bucket"
