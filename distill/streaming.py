@@ -50,11 +50,10 @@ def optimize_to_litdata(files: Sequence[Path], root: str | Path, short_side: int
                                   num_workers)
     out = cache_path(root, "decoded", files, digest, suffix=SUFFIX)
     with locked(out.with_suffix(".lock")):  # one writer (rank, node or run); the others wait, then read it
-        if (out / "index.json").exists():
-            # counted from the index: under DDP a StreamingDataset's len() is one rank's share
-            chunks = json.loads((out / "index.json").read_text())["chunks"]
-            if sum(c["chunk_size"] for c in chunks) == len(files):
-                return str(out)
+        count = _count(str(out))
+        if count == len(files):
+            return str(out)
+        if count is not None:
             log.warning("litdata dataset %s does not hold %d images: writing it again", out, len(files))
         shutil.rmtree(out, ignore_errors=True)  # an optimize that died leaves chunks without index.json
         log.info("writing %d images at a %d px short side as litdata chunks in %s", len(files), short_side, out)
@@ -94,7 +93,8 @@ def _in_object_storage(files: Sequence[Path], root: str, name: str, short_side: 
 
 
 def _count(url: str) -> int | None:
-    """How many items the index of the litdata dataset at `url` lists (None: no readable index there)."""
+    """How many items the index of the litdata dataset at `url` (a folder or a bucket) lists, None when there
+    is no readable index (counted from the index: under DDP a StreamingDataset's len() is one rank's share)."""
     from litdata.streaming.downloader import get_downloader
 
     with tempfile.TemporaryDirectory() as tmp:
