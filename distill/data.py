@@ -391,6 +391,8 @@ class DistillDataModule(pl.LightningDataModule):
         train_dir: a labeled ImageFolder tree; used instead of `unlabeled_dir` when given (teacher
             training, or the hard-label term / label-only baseline).
         label_fraction: use only this fraction of each class of `train_dir` (the label-budget case).
+        keep_unlabeled: with `label_fraction` < 1, keep the images outside the budget as unlabeled (label -1:
+            the teacher's targets without the hard-label term) instead of dropping them.
         val_dir: a labeled ImageFolder tree for accuracy; folder names must be the teacher's classes.
         class_names: the teacher's classes, in output order (None: folders map by sorted order).
         num_classes: the teacher's output count, to check folders against when it has no class names.
@@ -421,7 +423,8 @@ class DistillDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, image_sizes: dict[str, int], unlabeled_dir: str | None = None, train_dir: str | None = None,
-                 val_dir: str | None = None, label_fraction: float = 1.0, class_names: Sequence[str] | None = None,
+                 val_dir: str | None = None, label_fraction: float = 1.0, keep_unlabeled: bool = False,
+                 class_names: Sequence[str] | None = None,
                  num_classes: int | None = None, batch_size: int = 64,
                  num_workers: int | None = None, train_scale: Sequence[float] = (0.35, 1.0), hflip: bool = True,
                  train_pad: int = 0, train_augment: str | None = None,
@@ -436,7 +439,7 @@ class DistillDataModule(pl.LightningDataModule):
             raise ValueError(f"data.num_workers={num_workers} must be >= 0 (or null for the default)")
         self.image_sizes = dict(image_sizes)
         self.unlabeled_dir, self.train_dir, self.val_dir = unlabeled_dir, train_dir, val_dir
-        self.label_fraction = label_fraction
+        self.label_fraction, self.keep_unlabeled = label_fraction, keep_unlabeled
         self.class_names = list(class_names) if class_names is not None else None
         self.num_classes = num_classes
         self.batch_size = batch_size
@@ -466,7 +469,12 @@ class DistillDataModule(pl.LightningDataModule):
         if self.train_dir:
             files, labels, _ = labeled_files(self.train_dir, self.class_names, "data.train_dir", self.num_classes,
                                              self.skipped_log, self.scan_index)
-            files, labels = label_subset(files, labels, self.label_fraction)
+            kept, kept_labels = label_subset(files, labels, self.label_fraction)
+            if self.keep_unlabeled:
+                budget = dict(zip(kept, kept_labels))
+                labels = [budget.get(f, -1) for f in files]
+            else:
+                files, labels = kept, kept_labels
             source = self.train_dir
         elif self.unlabeled_dir:
             scan = scan_images(existing_dir(self.unlabeled_dir, "data.unlabeled_dir"), self.scan_index)

@@ -48,6 +48,29 @@ def test_label_only_baseline_never_shows_the_teacher_a_training_image(make_cfg, 
     assert summary["final"]["val/agreement"] is not None and summary["final"]["val/teacher_top1"] is not None
 
 
+def test_label_budget_keeps_the_unlabeled_images_when_asked(folders):
+    common = dict(train_dir=str(folders["train"]), label_fraction=0.5, class_names=["ant", "bee", "cat"], num_workers=0)
+    budget = DistillDataModule({"teacher": 16, "student": 16}, **common).train_set
+    dm = DistillDataModule({"teacher": 16, "student": 16}, keep_unlabeled=True, **common)
+    assert len(dm.train_set) == 36 and dm.train_set.labels.count(-1) == 18
+    assert {f: y for f, y in zip(dm.train_set.files, dm.train_set.labels) if y >= 0} == dict(
+        zip(budget.files, budget.labels))  # the same labeled half as the teacher stage and the twin
+
+
+def test_teacher_and_labels_use_both_terms_on_every_image(make_cfg, monkeypatch):
+    seen = []
+    original = DistillModule.loss
+    monkeypatch.setattr(DistillModule, "loss", lambda self, batch, s, t: seen.append(
+        (t is not None, batch["label"].tolist())) or original(self, batch, s, t))
+    summary = train.train(make_cfg("supervision=both", "data.label_fraction=0.5", "trainer.limit_train_batches=null"))
+    assert summary["train_images"] == 36 and summary["trained_on"] == "teacher"
+    labels = [y for _, batch in seen for y in batch]
+    assert all(with_teacher for with_teacher, _ in seen) and len(labels) == 32  # 4 full batches of 8 (drop_last)
+    assert set(labels) == {-1, 0, 1, 2} and 14 <= labels.count(-1) <= 18  # 18 of the 36 carry no label
+    with pytest.raises(UserError, match="keep_unlabeled"):
+        train.train(make_cfg("supervision=both", "data.label_fraction=0.5", "distill.soft_weight=0"))
+
+
 def test_label_only_without_labels_is_a_user_error(make_cfg):
     with pytest.raises(UserError, match="data.train_dir"):
         train.train(make_cfg("distill.soft_weight=0", "distill.hard_weight=1"))
