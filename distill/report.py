@@ -55,12 +55,15 @@ def _job_rows(job: Path) -> list[dict]:
         overrides = OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
         config = OmegaConf.load(job / ".hydra" / "config.yaml")
         labels_only = OmegaConf.select(config, "distill.soft_weight", default=1.0) == 0
+        with_labels = bool(OmegaConf.select(config, "distill.hard_weight", default=0.0)) and not labels_only
         label_fraction = OmegaConf.select(config, "data.label_fraction", default=1.0)
         student, alpha, img_size = config.student.name, config.student.get("alpha"), config.student.img_size
     else:  # a run whose output_dir was set apart from Hydra's: what its summary says
         overrides, labels_only, label_fraction = [], s["trained_on"] == "labels", s["label_fraction"]
+        with_labels = False
         student, alpha, img_size = s["student"], s["alpha"], s["img_size"]
     row = {"run": job.name, "status": "failed", "student": student, "trained_on": "labels" if labels_only else "teacher",
+           "with_labels": with_labels,
            "label_fraction": label_fraction, "alpha": alpha if student == "mobilenet_v1" else None,
            "img_size": img_size, "overrides": " ".join(overrides)}
     if not s:
@@ -130,6 +133,8 @@ def _twin(r: dict) -> tuple:
 
 def _trained_on(r: dict) -> str:
     share = f"{100 * r['label_fraction']:.0f} %"
+    if r["trained_on"] == "teacher" and r.get("with_labels"):
+        return f"distilled + labels ({share} of labels)"
     return f"distilled (teacher on {share} of labels)" if r["trained_on"] == "teacher" else \
         f"labels only ({share} of labels)"
 

@@ -14,13 +14,14 @@ from tests.helpers import run_cli
 
 def fake_job(sweep: Path, num: int | str, alpha: float, size: int, top1: float | None, macs: float = 10e6,
              labels_only: bool = False, label_fraction: float = 1.0, teacher_top1: float = 0.9,
-             student: str = "mobilenet_v1"):
+             student: str = "mobilenet_v1", hard_weight: float = 0.0):
     job = sweep / str(num)
     (job / ".hydra").mkdir(parents=True)
     OmegaConf.save(OmegaConf.create([f"student.alpha={alpha}", f"student.img_size={size}"]),
                    job / ".hydra" / "overrides.yaml")
     OmegaConf.save(OmegaConf.create({"student": {"name": student, "alpha": alpha, "img_size": size},
-                                     "distill": {"soft_weight": 0.0 if labels_only else 1.0},
+                                     "distill": {"soft_weight": 0.0 if labels_only else 1.0,
+                                                 "hard_weight": 1.0 if labels_only else hard_weight},
                                      "data": {"label_fraction": label_fraction}}),
                    job / ".hydra" / "config.yaml")
     if top1 is not None:  # a failed run leaves no summary.json
@@ -64,6 +65,15 @@ def test_report_gains_int8_columns_where_runs_were_exported(tmp_path):
     md = (tmp_path / "sweep.md").read_text()
     assert "| INT8 top-1 % | INT8 ms (b1) | INT8 speed-up | INT8 MB |" in md
     assert "| 90.0 | 79.6 | 0.80 | 2.50 | 3.47 | ok |" in md and "| 90.0 | – | – | – | – | ok |" in md
+
+
+def test_report_names_students_distilled_with_labels_and_pairs_them_with_their_twin(tmp_path):
+    fake_job(tmp_path, 0, 0.25, 32, 0.74, hard_weight=0.5)  # supervision=both
+    fake_job(tmp_path, 1, 0.25, 32, 0.72, labels_only=True)
+    rows = build_report(tmp_path)
+    assert rows[0]["d_top1_vs_labels"] == pytest.approx(2.0)
+    md = (tmp_path / "sweep.md").read_text()
+    assert "distilled + labels (100 % of labels)" in md and "labels only (100 % of labels)" in md
 
 
 def test_report_compares_distilled_students_with_label_only_twins(tmp_path):
