@@ -49,9 +49,6 @@ def distill(cfg: DictConfig, checkpoint: str | None) -> dict:
         if not module.soft_weight and not cfg.data.train_dir:
             raise ValueError("distill.soft_weight=0 trains on hard labels alone (supervision=labels): "
                              "set data.train_dir to a labeled folder")
-        if not module.soft_weight and cfg.data.get("keep_unlabeled") and cfg.data.label_fraction < 1:
-            raise ValueError("data.keep_unlabeled=true with distill.soft_weight=0: the unlabeled images would "
-                             "teach nothing; use supervision=both, or keep_unlabeled=false for the label-only twin")
         datamodule = instantiate(cfg.data, image_sizes={"teacher": teacher_size, "student": identity["img_size"]},
                                  class_names=label_names, num_classes=teacher.num_classes,
                                  soft_targets=instantiate(cfg.soft_targets, teacher=module.frozen_teacher),

@@ -439,6 +439,9 @@ class DistillDataModule(pl.LightningDataModule):
             raise ValueError(f"data.num_workers={num_workers} must be >= 0 (or null for the default)")
         self.image_sizes = dict(image_sizes)
         self.unlabeled_dir, self.train_dir, self.val_dir = unlabeled_dir, train_dir, val_dir
+        if keep_unlabeled and not teacher_in_training and label_fraction < 1:
+            raise ValueError("data.keep_unlabeled=true with distill.soft_weight=0: the unlabeled images would "
+                             "teach nothing; use supervision=both, or keep_unlabeled=false for the label-only twin")
         self.label_fraction, self.keep_unlabeled = label_fraction, keep_unlabeled
         self.class_names = list(class_names) if class_names is not None else None
         self.num_classes = num_classes

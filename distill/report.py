@@ -133,7 +133,7 @@ def _twin(r: dict) -> tuple:
 
 def _trained_on(r: dict) -> str:
     share = f"{100 * r['label_fraction']:.0f} %"
-    if r["trained_on"] == "teacher" and r.get("with_labels"):
+    if r.get("with_labels"):  # (never a label-only row)
         return f"distilled + labels ({share} of labels)"
     return f"distilled (teacher on {share} of labels)" if r["trained_on"] == "teacher" else \
         f"labels only ({share} of labels)"
