@@ -22,6 +22,7 @@ from distill.disk import write_json
 
 from .cost import cost_report
 from .factory import load_student
+from .onnxfile import slim
 from .quantize import METHODS, QuantizationLoss, check, export_int8
 
 TOLERANCE = 1e-4
@@ -65,6 +66,7 @@ def export_student(student_file: Path, out_dir: Path, batch_size: int = 4, seed:
     onnx_path = out_dir / "student.onnx"
     torch.onnx.export(folded, (x,), str(onnx_path), input_names=["input"], output_names=["logits"],
                       dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False)
+    slim(onnx_path)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     report["onnx"] = _max_diff(eager, session.run(None, {"input": x.numpy()})[0])
 

@@ -29,6 +29,7 @@ from distill.folders import labeled_files, scan_images
 from distill.normalize import Normalize
 
 from .evaluate import eval_loader
+from .onnxfile import slim
 
 METHODS = ("minmax", "percentile", "entropy")
 
@@ -76,7 +77,7 @@ def quantize(model: nn.Module, fp32_onnx: Path, int8_onnx: Path, calibration_fil
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                                           "entropy": CalibrationMethod.Entropy}[method])
-    return int8_onnx
+    return slim(int8_onnx, short_names=True)
 
 
 def _session(path: Path, threads: int):
