@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.int8:
             print("\n".join(int8_lines(result["int8"])))
             try:
-                check(result["int8"], args.max_drop)
+                check(result["int8"], args.max_drop, student_file)
             except QuantizationLoss as err:
                 print(f"error: {student_file.parent}: {err}", file=sys.stderr)
                 status = 1

@@ -80,6 +80,8 @@ def save_student(model: nn.Module, path: str | Path, extra: dict[str, Any] | Non
     """Write `path` (.safetensors) and its sidecar `path.with_suffix('.json')`; returns the weights path."""
     path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "to_plain"):  # a quantization-aware student ships as the plain one it trained
+        model = model.to_plain()
     cfg = model.pretrained_cfg
     meta = dict(
         model_name=cfg["architecture"],

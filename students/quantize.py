@@ -73,8 +73,12 @@ def quantize(model: nn.Module, fp32_onnx: Path, int8_onnx: Path, calibration_fil
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"  # shapes inferred, graph optimised: what the quantizer expects
         quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
+        # Biases stay float in the file (QuantizeBias off): onnxruntime quantizes them to int32 when it loads
+        # the graph and fuses the same integer convolutions, where a stored int32 bias costs its scale and
+        # zero point too, 12 bytes per output channel against 4 (BENCHMARKS.md, "INT8 students").
         quantize_static(str(prepared), str(int8_onnx), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        extra_options={"QuantizeBias": False},
                         calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                                           "entropy": CalibrationMethod.Entropy}[method])
     return slim(int8_onnx, short_names=True)
@@ -131,13 +135,14 @@ def latencies_ms(paths: Sequence[Path], img_size: int, batch_size: int, threads:
     return [round(1000 * statistics.median(t), 3) for t in times]
 
 
-def check(report: dict, max_drop: float) -> None:
+def check(report: dict, max_drop: float, student_file: Path | str = "RUN/student.safetensors") -> None:
     """Raise QuantizationLoss when INT8 lost more than `max_drop` top-1 points."""
     if "top1_int8" in report and report["top1_fp32"] - report["top1_int8"] > max_drop:
         raise QuantizationLoss(
             f"INT8 top-1 {report['top1_int8']:.2f} % is {report['top1_fp32'] - report['top1_int8']:.2f} points under "
             f"fp32's {report['top1_fp32']:.2f} % (allowed: --max-drop {max_drop:g}); try another calibration "
-            f"(--calibrate percentile or entropy) or more images (--calibration-images)")
+            f"(--calibrate percentile or entropy), more images (--calibration-images), or a quantization-aware "
+            f"fine-tune: python train.py <the run's overrides> student=qat student.path={student_file}")
 
 
 def run_dir(student_file: Path) -> Path:

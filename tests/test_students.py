@@ -141,7 +141,7 @@ def test_int8_export_is_calibrated_checked_and_smaller(tmp_path, folders):
     logits stay within a few percent of the fp32 file's, its predictions agree, its file is <= 0.3x."""
     from tests.conftest import CLASSES
 
-    model = _trained_like(students.create_student(len(CLASSES), alpha=0.5, img_size=32, label_names=CLASSES))
+    model = _trained_like(students.create_student(len(CLASSES), alpha=0.25, img_size=32, label_names=CLASSES))
     path = students.save_student(model, tmp_path / "student")
     result = export_student(path, tmp_path, int8=dict(calibration_dir=str(folders["train"]), val_dir=str(folders["val"])))
     r = result["int8"]
@@ -153,6 +153,45 @@ def test_int8_export_is_calibrated_checked_and_smaller(tmp_path, folders):
         assert b"stack_trace" not in (tmp_path / name).read_bytes()
     assert r["latency_ms_b1_int8"] > 0 and r["latency_ms_b32_fp32"] > 0
     assert "## INT8" in (tmp_path / "MODEL_CARD.md").read_text()
+
+
+def test_quantization_aware_student_trains_on_the_files_int8_grid_and_ships_as_a_plain_student(tmp_path):
+    """student=qat: BatchNorm folded, every conv's weights fake-quantized per output channel onto the grid
+    onnxruntime stores (int8 in [-127, 127], scale max|w| / 127); the file it writes is a plain mobilenet_v1
+    that computes what the fine-tuned net computes without fake quantization."""
+    from torch.ao.quantization import disable_fake_quant
+
+    from students.qat import QATStudent, qat_student
+
+    model = _trained_like(students.create_student(4, alpha=0.25, img_size=32))
+    nn.init.normal_(model.classifier.weight, std=0.5)  # logits of a trained student's size, not init's 0.01
+    path = students.save_student(model, tmp_path / "fp32" / "student")
+    qat = qat_student(path, num_classes=4)
+    x = torch.randn(8, 3, 32, 32)
+    optimizer = torch.optim.SGD(qat.parameters(), lr=0.1)
+    for _ in range(2):  # move the weights off the file's, so that the round trip below means something
+        loss = (qat.train()(x) - model(x)).pow(2).mean()
+        optimizer.zero_grad(), loss.backward(), optimizer.step()
+
+    conv = qat.net.get_submodule("blocks.1.pw.conv")
+    fake = conv.weight_fake_quant
+    w = conv.weight.detach()
+    on_grid = fake(w) / fake.scale.view(-1, 1, 1, 1)
+    assert torch.allclose(fake.scale, w.abs().amax((1, 2, 3)) / 127, rtol=1e-6)
+    assert torch.allclose(on_grid, on_grid.round(), atol=1e-3) and on_grid.abs().max() < 127.001
+    observed = qat.net.activation_post_process_1.scale.clone()
+    qat.eval()(x * 10)  # evaluation never moves the activation ranges
+    assert torch.equal(qat.net.activation_post_process_1.scale, observed)
+
+    students.save_student(qat, tmp_path / "qat" / "student")
+    plain = students.load_student(tmp_path / "qat" / "student")
+    assert isinstance(plain, students.MobileNetV1) and not isinstance(plain, QATStudent)
+    qat.net.apply(disable_fake_quant)
+    assert torch.allclose(plain(x), qat(x), atol=1e-4) and not torch.allclose(plain(x), model(x), atol=1e-2)
+    with pytest.raises(ValueError, match="4 classes, the teacher 10"):
+        qat_student(path, num_classes=10)
+    with pytest.raises(FileNotFoundError, match="student.path=.*no student file"):
+        qat_student(tmp_path / "nowhere" / "student.safetensors", num_classes=4)
 
 
 def test_slimmed_onnx_computes_the_same_without_the_exporters_debug_records(tmp_path):
@@ -180,8 +219,9 @@ def test_int8_drop_above_the_threshold_is_an_error_naming_what_to_try():
     from students.quantize import QuantizationLoss, check
 
     check({"top1_fp32": 75.0, "top1_int8": 74.2}, max_drop=1.0)
-    with pytest.raises(QuantizationLoss, match=r"1.50 points under fp32's 75.00 %.*--calibrate percentile"):
-        check({"top1_fp32": 75.0, "top1_int8": 73.5}, max_drop=1.0)
+    with pytest.raises(QuantizationLoss, match=r"1.50 points under fp32's 75.00 %.*--calibrate percentile.*"
+                                               r"student=qat student.path=run/student.safetensors"):
+        check({"top1_fp32": 75.0, "top1_int8": 73.5}, max_drop=1.0, student_file="run/student.safetensors")
 
 
 def test_int8_finds_the_runs_folders_in_its_hydra_config(tmp_path):

@@ -256,3 +256,25 @@ def test_time_budget_shortens_a_teacher_run_through_the_real_config(make_teacher
         "callbacks.time_budget.measure_steps=2"))
     last = torch.load(tmp_path / "teacher_run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["global_step"] == 6  # timed steps 1-3, decided at 3: twice that, the least a shortened run takes
+
+
+def test_quantization_aware_fine_tune_of_a_run_through_the_real_config(make_cfg, tmp_path):
+    """student=qat continues a run's student under fake quantization, on the same teacher and folders,
+    and writes a plain student file that `students.export --int8` takes."""
+    from students.qat import QATStudent
+
+    train.train(make_cfg(output_dir=tmp_path / "fp32"))
+    fp32_file = tmp_path / "fp32" / "student.safetensors"
+    summary = train.train(make_cfg("student=qat", f"student.path={fp32_file}", output_dir=tmp_path / "qat"))
+
+    assert 0 <= summary["final"]["val/top1"] <= 1 and summary["alpha"] == 0.25 and summary["img_size"] == 16
+    ckpt = torch.load(tmp_path / "qat" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert any("weight_fake_quant" in k for k in ckpt["state_dict"]), "the checkpoint holds the fake-quantized net"
+    qat = QATStudent(students.load_student(fp32_file))
+    qat.load_state_dict({k[len("student."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("student.")})
+    plain = students.load_student(tmp_path / "qat" / "student.safetensors")
+    x = torch.randn(3, 3, 16, 16)
+    assert torch.allclose(plain(x), qat.to_plain()(x), atol=1e-6)
+    assert not torch.allclose(plain(x), students.load_student(fp32_file)(x), atol=1e-4)  # it trained
+    with pytest.raises(UserError, match="student.path=.*no student file"):
+        train.train(make_cfg("student=qat", f"student.path={tmp_path / 'none' / 'student.safetensors'}"))
