@@ -20,15 +20,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .export import fused_copy
 from .factory import load_student
 from .mobilenetv1 import ConvBnAct
 
+with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from torch.ao.quantization import (FakeQuantize, MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver,
+                                       QConfig, QConfigMapping, disable_observer, enable_observer)
+    from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
-def _qconfig_mapping():
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from torch.ao.quantization import (FakeQuantize, MovingAverageMinMaxObserver,
-                                           MovingAveragePerChannelMinMaxObserver, QConfig, QConfigMapping)
+
+def _qconfig_mapping() -> QConfigMapping:
     activation = FakeQuantize.with_args(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
                                         dtype=torch.quint8)
     # averaging_constant=1: each step's weight scale is max|w| / 127 of the weights as they are, as in the file
@@ -46,20 +49,16 @@ class QATStudent(nn.Module):
 
     def __init__(self, plain: nn.Module):
         super().__init__()
-        from torch.ao.quantization.quantize_fx import prepare_qat_fx
-
-        from .export import fused_copy  # (export imports quantize, which reads students' files)
-
         if not any(isinstance(m, ConvBnAct) for m in plain.modules()):
             raise ValueError(f"student=qat fine-tunes a mobilenet_v1 student; "
                              f"this file holds {plain.pretrained_cfg.get('architecture')}")
-        self._plain = (copy.deepcopy(plain).eval(),)  # a tuple: its weights are not this module's parameters
+        self._plain = (plain.eval(),)  # a tuple: its weights are not this module's parameters (never changed)
         self.pretrained_cfg, self.num_classes = plain.pretrained_cfg, plain.num_classes
         self.alpha, self.model_args = getattr(plain, "alpha", None), getattr(plain, "model_args", {})
         size = plain.pretrained_cfg["input_size"][-1]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            self.net = prepare_qat_fx(fused_copy(copy.deepcopy(plain)).train(), _qconfig_mapping(),
+            self.net = prepare_qat_fx(fused_copy(plain).train(), _qconfig_mapping(),  # (fused_copy copies)
                                       (torch.zeros(2, 3, size, size),))
         with torch.no_grad():  # weight scales from the start (activation ranges come with the first batch)
             for module in self.net.modules():
@@ -70,8 +69,6 @@ class QATStudent(nn.Module):
         return self.net(x)
 
     def train(self, mode: bool = True) -> "QATStudent":
-        from torch.ao.quantization import disable_observer, enable_observer
-
         super().train(mode)
         self.net.apply(enable_observer if mode else disable_observer)
         return self
