@@ -47,7 +47,7 @@ class DistillModule(pl.LightningModule):
         weight_decay: for full conv/linear weights (see `weight_decay_groups`).
         channels_last: NHWC memory format for both models (faster convolutions on CPU).
         teacher_bf16: run the teacher under bf16 autocast: True, False, or "auto" (where bf16 is native:
-            about 2x faster teacher inference measured on this project's AVX512-BF16 CPUs).
+            BENCHMARKS.md, "Speed").
         student_bf16: train the student under bf16 autocast (weights, gradients and the optimizer stay
             fp32; validation runs in fp32, as the exported student will): True, False, or "auto" (where
             bf16 is native and the student is big enough to gain: `student_bf16_pays`).
@@ -146,8 +146,8 @@ class DistillModule(pl.LightningModule):
             raise FloatingPointError(f"the distillation loss is {loss.item()} at step {self.global_step}; "
                                      f"try a lower distill.optimizer.lr or distill.teacher_bf16=false")
         if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0 or self.trainer.fast_dev_run:
-            # only on the steps the loggers write (Lightning's rule): self.log costs about a millisecond,
-            # which is 3-5 % of a small student's step
+            # only on the steps the loggers write (Lightning's rule): self.log's cost per call is a visible
+            # share of a small student's step (BENCHMARKS.md, "Speed")
             self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 

@@ -23,7 +23,7 @@ KEEP_BYTES = 1 << 30
 
 def fast_cpu_defaults() -> None:
     # Denormal floats are far slower on x86, and small students' gradients reach them: flushed to zero
-    # (5-10 % more images/s for MobileNet v1 at 32 px). It is per thread: threads inherit it when they are
+    # (BENCHMARKS.md, "Speed"). It is per thread: threads inherit it when they are
     # created, so this runs before any model work creates the intra-op thread pool; and at every run, not
     # once per process, since other libraries (onnxruntime) may switch the thread's mode back. All cheap.
     torch.set_flush_denormal(True)
@@ -35,10 +35,9 @@ def keep_freed_memory() -> bool:
     """Let glibc keep freed activation memory for the next step instead of returning it to the OS.
 
     By default glibc serves blocks over a few MB with fresh mmaps and unmaps them on free, so every
-    training step page-faults (and zeroes) its activations again. Measured with this (MobileNet v1, 128 px,
-    batch 64): 3x fewer page faults; fp32 steps at alpha 1.0 1.46x faster in a bare loop; alpha 0.25 7 %
-    (train.py) to 13 % (bare loop) more images/s. The price: up to KEEP_BYTES of freed memory stays
-    resident. Returns whether it applied (glibc only)."""
+    training step page-faults (and zeroes) its activations again (what keeping them gains: BENCHMARKS.md,
+    "Speed"). The price: up to KEEP_BYTES of freed memory stays resident. Returns whether it applied
+    (glibc only)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         ok = libc.mallopt(M_MMAP_THRESHOLD, KEEP_BYTES) and libc.mallopt(M_TRIM_THRESHOLD, KEEP_BYTES)
@@ -54,9 +53,8 @@ def skip_nvml_probe() -> bool:
 
     Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 when imported (so that checking for GPUs does not
     initialise CUDA before DataLoader workers fork); torch's optimizers then call torch.cuda.is_available()
-    every step, and each call tries to dlopen libnvidia-ml again, uncached when it is missing: 0.3-0.45 ms
-    of an AdamW step of MobileNet v1 alpha 0.25 (1.1 -> 1.5 ms; ~1.5 % of its 32 px training step). With no
-    CUDA device there is nothing for the NVML check to protect, so torch's own cached count is used.
+    every step, and each call tries to dlopen libnvidia-ml again, uncached when it is missing (its cost:
+    BENCHMARKS.md, "Speed"). With no CUDA device there is nothing for the NVML check to protect, so torch's own cached count is used.
     Returns whether it switched."""
     if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1" or torch.cuda.is_available():
         return False
