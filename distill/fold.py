@@ -11,10 +11,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 def fold_batchnorm_in_place(model: nn.Module) -> int:
     """Fold every BatchNorm2d that directly follows a Conv2d into that conv's weights, in place, and
     return how many were folded. Only for a frozen teacher in eval mode: the outputs stay the same
-    (within float rounding), one pass over each activation is saved (BENCHMARKS.md, "Speed"). Models that torch.fx cannot trace are left as they are. (torch.fx's own
-    `experimental.optimization.fuse`, which `students.export` uses, returns a GraphModule, which drops the
-    timm model's attributes (pretrained_cfg, num_classes, ...) that the rest of the project reads; this
-    folds in place.)"""
+    (within float rounding), one pass over each activation is saved (BENCHMARKS.md, "Speed"). Models that
+    torch.fx cannot trace are left as they are. (torch.fx's own `experimental.optimization.fuse`, which
+    `students.export` uses, returns a GraphModule, which drops the timm model's attributes
+    (pretrained_cfg, num_classes, ...) that the rest of the project reads; this folds in place.)"""
     if model.training:
         raise ValueError("fold_batchnorm_in_place is for models in eval mode (a training step would update the BN statistics)")
     try:
