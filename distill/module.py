@@ -46,8 +46,8 @@ class DistillModule(pl.LightningModule):
             (used only on samples with labels).
         weight_decay: for full conv/linear weights (see `weight_decay_groups`).
         channels_last: NHWC memory format for both models (faster convolutions on CPU).
-        teacher_bf16: run the teacher under bf16 autocast: True, False, or "auto" (where bf16 is native:
-            BENCHMARKS.md, "Speed").
+        teacher_bf16: run the teacher under bf16 autocast: True, False, or "auto" (where bf16 is native;
+            its speed-up: BENCHMARKS.md, "Speed").
         student_bf16: train the student under bf16 autocast (weights, gradients and the optimizer stay
             fp32; validation runs in fp32, as the exported student will): True, False, or "auto" (where
             bf16 is native and the student is big enough to gain: `student_bf16_pays`).

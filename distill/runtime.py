@@ -23,9 +23,9 @@ KEEP_BYTES = 1 << 30
 
 def fast_cpu_defaults() -> None:
     # Denormal floats are far slower on x86, and small students' gradients reach them: flushed to zero
-    # (BENCHMARKS.md, "Speed"). It is per thread: threads inherit it when they are
-    # created, so this runs before any model work creates the intra-op thread pool; and at every run, not
-    # once per process, since other libraries (onnxruntime) may switch the thread's mode back. All cheap.
+    # (BENCHMARKS.md, "Speed"). It is per thread: threads inherit it when they are created, so this runs
+    # before any model work creates the intra-op thread pool; and at every run, not once per process,
+    # since other libraries (onnxruntime) may switch the thread's mode back. All cheap.
     torch.set_flush_denormal(True)
     keep_freed_memory()
     skip_nvml_probe()
@@ -54,8 +54,8 @@ def skip_nvml_probe() -> bool:
     Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 when imported (so that checking for GPUs does not
     initialise CUDA before DataLoader workers fork); torch's optimizers then call torch.cuda.is_available()
     every step, and each call tries to dlopen libnvidia-ml again, uncached when it is missing (its cost:
-    BENCHMARKS.md, "Speed"). With no CUDA device there is nothing for the NVML check to protect, so torch's own cached count is used.
-    Returns whether it switched."""
+    BENCHMARKS.md, "Speed"). With no CUDA device there is nothing for the NVML check to protect, so
+    torch's own cached count is used. Returns whether it switched."""
     if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1" or torch.cuda.is_available():
         return False
     os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "0"
