@@ -17,8 +17,9 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 from tqdm import tqdm
 
-from distill.data import CropViews, ImageFiles, default_num_workers, labeled_files
+from distill.data import ImageFiles, default_num_workers, labeled_files
 from distill.normalize import Normalize
+from distill.views import CropViews
 
 from . import load_student
 

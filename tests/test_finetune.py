@@ -65,7 +65,7 @@ def test_mixup_trains_on_mixed_soft_targets(folders, monkeypatch):
 def test_pad_and_crop_shifts_the_whole_image(pad):
     import random
 
-    from distill.data import CropViews
+    from distill.views import CropViews
 
     img = torch.arange(3 * 8 * 8, dtype=torch.uint8).view(3, 8, 8)
     views = CropViews({"teacher": 8}, train=True, pad=pad, hflip=False)
@@ -84,7 +84,7 @@ def test_pad_and_crop_shifts_the_whole_image(pad):
 def test_randaugment_is_a_function_of_the_seed():
     import random
 
-    from distill.data import CropViews
+    from distill.views import CropViews
 
     ramp = torch.arange(32) * 7
     img = torch.stack([ramp[None, :] + 0 * ramp[:, None], ramp[:, None] + 0 * ramp[None, :],
@@ -99,7 +99,7 @@ def test_randaugment_is_a_function_of_the_seed():
 
 
 def test_bad_randaugment_string_is_one_line_error():
-    from distill.data import CropViews
+    from distill.views import CropViews
 
     with pytest.raises(ValueError, match="data.train_augment='rand-x9'"):
         CropViews({"teacher": 8}, train=True, augment="rand-x9")
