@@ -18,7 +18,8 @@ from torch.optim.swa_utils import update_bn
 from .module import DistillModule
 
 log = logging.getLogger(__name__)
-NARROW_TARGETS = ("teacher", "widest", "both")
+# distill.narrow_targets -> the targets a narrower width learns from (a mean of their losses)
+NARROW_TARGETS = {"teacher": ("teacher",), "widest": ("widest",), "both": ("teacher", "widest")}
 
 
 class SlimmableDistillModule(DistillModule):
@@ -39,23 +40,18 @@ class SlimmableDistillModule(DistillModule):
             raise ValueError(f"distill.narrow_targets={narrow_targets!r}: use one of {', '.join(NARROW_TARGETS)}")
         if not hasattr(self.student, "sandwich_widths"):
             raise ValueError("distill=slimmable needs a slimmable student: use student=slimmable_mobilenet_v1")
-        self.narrow_targets = narrow_targets
+        self.narrow_sources = NARROW_TARGETS[narrow_targets]
 
     def step_loss(self, batch: dict) -> torch.Tensor:
-        t_logits = self._teacher_out(batch) if self.soft_weight else None  # B,C
-        total, widest = 0.0, None
+        targets = {"teacher": self._teacher_out(batch) if self.soft_weight else None}  # B,C
+        total, sources = 0.0, ("teacher",)  # the widest width learns from the teacher
         try:
             for width in self.student.sandwich_widths():  # widest first
                 self.student.at_width(width)
                 s_logits = self(batch["student"])
-                if widest is None or self.narrow_targets == "teacher":
-                    loss = self.loss(batch, s_logits, t_logits)
-                elif self.narrow_targets == "widest":
-                    loss = self.loss(batch, s_logits, widest)
-                else:
-                    loss = (self.loss(batch, s_logits, t_logits) + self.loss(batch, s_logits, widest)) / 2
-                widest = s_logits.detach() if widest is None else widest
-                total = total + loss
+                total = total + sum(self.loss(batch, s_logits, targets[k]) for k in sources) / len(sources)
+                if "widest" not in targets:  # after the widest: its logits of this step, for in-place targets
+                    targets["widest"], sources = s_logits.detach(), self.narrow_sources
         finally:
             self.student.at_width(self.student.alpha_max)
         return total
