@@ -220,6 +220,23 @@ def comparison(rows: list[dict]) -> list[str]:
     return lines
 
 
+def plot_series(ok: list[dict]) -> list[tuple[str, str, tuple, list]]:
+    """The plot's lines: (metric key, what it is, case, points (mult-adds, value, row) by cost). One line per
+    case and student kind, so a slimmable run's widths and separately trained students are not joined."""
+    cases = sorted({(*_case(r), r["student"]) for r in ok}, key=lambda c: (c[0] != "teacher", -c[1], -c[2], c[3]))
+    wanted = [("top1", "top-1", case) for case in cases]
+    if len(cases) == 1:  # one case: also how closely the students follow the teacher
+        wanted.append(("agreement", "agreement with teacher", cases[0]))
+    series = []
+    for key, what, case in wanted:
+        pts = sorted(((r["macs_m"], r[key], r) for r in ok
+                      if r.get(key) is not None and (*_case(r), r["student"]) == case),
+                     key=lambda p: p[:2])  # (ties would compare the rows themselves)
+        if pts:
+            series.append((key, what, case, pts))
+    return series
+
+
 def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
@@ -229,25 +246,22 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     ok = [r for r in rows if r["status"] == "ok" and r.get("macs_m")]
     fig, ax = plt.subplots(figsize=(8, 5.2), dpi=120)
-    cases = sorted({_case(r) for r in ok}, key=lambda c: (c[0] != "teacher", -c[1], -c[2]))
-    series = [("top1", "top-1", case) for case in cases]
-    if len(cases) == 1:  # one case: also how closely the students follow the teacher
-        series.append(("agreement", "agreement with teacher", cases[0]))
-    values = [r[key] for key, _, _ in series for r in ok if r.get(key) is not None]
+    series = plot_series(ok)
+    cases = sorted({case for _, _, case, _ in series})
+    kinds = sorted({case[3] for case in cases})
+    values = [p[1] for *_, pts in series for p in pts]
     span = (max(values) - min(values) if values else 0) or 1.0
     labelled = []  # (x, y, text) of the α labels drawn so far
-    for key, what, case in series:
-        pts = sorted(((r["macs_m"], r[key], r) for r in ok if r.get(key) is not None and _case(r) == case),
-                     key=lambda p: p[:2])  # (ties would compare the rows themselves)
-        if not pts:
-            continue
+    for key, what, case, pts in series:
         distilled = case[0] == "teacher"  # a distilled student and its label-only twin share a colour
         fractions = sorted({c[1] for c in cases}, reverse=True)
-        color = "tab:purple" if key == "agreement" else \
-            plt.get_cmap("tab10")(fractions.index(case[1]) + 2 * sorted({c[2] for c in cases}).index(case[2]))
+        sizes = sorted({c[2] for c in cases})
+        color = "tab:purple" if key == "agreement" else plt.get_cmap("tab10")(
+            (fractions.index(case[1]) + 2 * sizes.index(case[2]) + 4 * kinds.index(case[3])) % 10)
+        kind = f", {case[3]}" if len(kinds) > 1 else ""  # e.g. a slimmable run beside separate students
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o" if distilled else "^", color=color,
                 markersize=7, linestyle="-" if distilled else "--", linewidth=1,
-                label=f"{what}: {_trained_on(pts[0][2])}, {case[2]} px")
+                label=f"{what}: {_trained_on(pts[0][2])}, {case[2]} px{kind}")
         for x, y, r in pts:
             text = r["student"] if r["alpha"] is None else f"α {r['alpha']:g}"
             if any(t == text and x0 == x and abs(y0 - y) < 0.02 * span for x0, y0, t in labelled):
@@ -255,8 +269,9 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
             labelled.append((x, y, text))
             ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7,
                         color=color)
-    teachers = sorted({(r["label_fraction"], r["teacher_top1"]) for r in ok if r.get("teacher_top1") is not None},
-                      reverse=True)
+    # One line per teacher as printed: runs of one teacher can score it a rounding error apart.
+    teachers = sorted({(r["label_fraction"], round(r["teacher_top1"], 1)) for r in ok
+                       if r.get("teacher_top1") is not None}, reverse=True)
     for (fraction, top1), style in zip(teachers, ("--", ":", "-.", "-")):
         ax.axhline(top1, color="gray", linestyle=style, linewidth=1,
                    label=f"teacher top-1 ({top1:.1f} %, {100 * fraction:.0f} % of labels)")

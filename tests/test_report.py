@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from distill.report import build_report
+from distill.report import build_report, plot_series
 from tests.helpers import run_cli
 
 
@@ -184,3 +184,8 @@ def test_a_slimmable_run_gives_a_row_per_width_beside_separate_students(tmp_path
     assert rows[3]["d_top1_vs_alpha1"] == pytest.approx(-2.0)  # against the slimmable net's own widest width
     md = (slim / "sweep.md").read_text()  # written into the first directory given
     assert "| slim_run/0.5: slimmable_mobilenet_v1-32 | 0.50 |" in md and "| 1: mobilenet_v1-32 | 0.50 |" in md
+    # The plot draws the slimmable widths and the separate students as two lines, never one zigzag.
+    lines = plot_series([r for r in rows if r["status"] == "ok"])
+    assert [(case[3], [p[2]["alpha"] for p in pts]) for _, _, case, pts in lines] == [
+        ("mobilenet_v1", [0.5, 1.0]), ("slimmable_mobilenet_v1", [0.5, 1.0])]
+
