@@ -220,17 +220,20 @@ def comparison(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _line(r: dict) -> tuple:
+    return (*_case(r), r["student"])
+
+
 def plot_series(ok: list[dict]) -> list[tuple[str, str, tuple, list]]:
     """The plot's lines: (metric key, what it is, case, points (mult-adds, value, row) by cost). One line per
     case and student kind, so a slimmable run's widths and separately trained students are not joined."""
-    cases = sorted({(*_case(r), r["student"]) for r in ok}, key=lambda c: (c[0] != "teacher", -c[1], -c[2], c[3]))
+    cases = sorted({_line(r) for r in ok}, key=lambda c: (c[0] != "teacher", -c[1], -c[2], c[3]))
     wanted = [("top1", "top-1", case) for case in cases]
     if len(cases) == 1:  # one case: also how closely the students follow the teacher
         wanted.append(("agreement", "agreement with teacher", cases[0]))
     series = []
     for key, what, case in wanted:
-        pts = sorted(((r["macs_m"], r[key], r) for r in ok
-                      if r.get(key) is not None and (*_case(r), r["student"]) == case),
+        pts = sorted(((r["macs_m"], r[key], r) for r in ok if r.get(key) is not None and _line(r) == case),
                      key=lambda p: p[:2])  # (ties would compare the rows themselves)
         if pts:
             series.append((key, what, case, pts))
@@ -248,14 +251,13 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 5.2), dpi=120)
     series = plot_series(ok)
     cases = sorted({case for _, _, case, _ in series})
-    kinds = sorted({case[3] for case in cases})
+    fractions = sorted({c[1] for c in cases}, reverse=True)
+    sizes, kinds = sorted({c[2] for c in cases}), sorted({c[3] for c in cases})
     values = [p[1] for *_, pts in series for p in pts]
     span = (max(values) - min(values) if values else 0) or 1.0
     labelled = []  # (x, y, text) of the α labels drawn so far
     for key, what, case, pts in series:
         distilled = case[0] == "teacher"  # a distilled student and its label-only twin share a colour
-        fractions = sorted({c[1] for c in cases}, reverse=True)
-        sizes = sorted({c[2] for c in cases})
         color = "tab:purple" if key == "agreement" else plt.get_cmap("tab10")(
             (fractions.index(case[1]) + 2 * sizes.index(case[2]) + 4 * kinds.index(case[3])) % 10)
         kind = f", {case[3]}" if len(kinds) > 1 else ""  # e.g. a slimmable run beside separate students

@@ -43,18 +43,23 @@ class SlimmableDistillModule(DistillModule):
         self.narrow_sources = NARROW_TARGETS[narrow_targets]
 
     def step_loss(self, batch: dict) -> torch.Tensor:
-        targets = {"teacher": self._teacher_out(batch) if self.soft_weight else None}  # B,C
-        total, sources = 0.0, ("teacher",)  # the widest width learns from the teacher
+        t_logits = self._teacher_out(batch) if self.soft_weight else None  # B,C
+        widest, *narrower = self.student.sandwich_widths()
         try:
-            for width in self.student.sandwich_widths():  # widest first
-                self.student.at_width(width)
-                s_logits = self(batch["student"])
+            s_logits = self._at_width(widest, batch)
+            total = self.loss(batch, s_logits, t_logits)  # the widest width learns from the teacher
+            targets = {"teacher": t_logits, "widest": s_logits.detach()}  # "widest": in-place distillation
+            sources = self.narrow_sources
+            for width in narrower:
+                s_logits = self._at_width(width, batch)
                 total = total + sum(self.loss(batch, s_logits, targets[k]) for k in sources) / len(sources)
-                if "widest" not in targets:  # after the widest: its logits of this step, for in-place targets
-                    targets["widest"], sources = s_logits.detach(), self.narrow_sources
         finally:
             self.student.at_width(self.student.alpha_max)
         return total
+
+    def _at_width(self, width: float, batch: dict) -> torch.Tensor:
+        self.student.at_width(width)
+        return self(batch["student"])
 
 
 class TakeOutWidths(pl.Callback):
