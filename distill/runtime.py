@@ -11,7 +11,6 @@ import os
 import signal
 
 import torch
-from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -72,6 +71,10 @@ def loader_worker_init(worker_id: int) -> None:
     watchdog). Lightning seeds workers only when the loader has no `worker_init_fn`, so this does it too."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if os.environ.get("PL_SEED_WORKERS") == "1":  # set by seed_everything(workers=True)
+        # Imported here: litdata's writer processes import this module (through distill.arrays) and
+        # need nothing of Lightning, which costs each of them seconds to import.
+        from lightning.fabric.utilities.seed import pl_worker_init_function
+
         pl_worker_init_function(worker_id)
 
 

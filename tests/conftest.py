@@ -86,10 +86,34 @@ def make_teacher_cfg(tmp_path, folders):
     return make
 
 
-@pytest.fixture
-def cli_args(folders, teacher_file, tmp_path) -> list[str]:
-    """Command-line overrides for a tiny 2-epoch run of train.py in a subprocess."""
-    return [f"paths.cache_dir={tmp_path / 'cache'}", f"data.unlabeled_dir={folders['train']}",
+def _cli_args(folders, teacher_file, cache_dir: Path) -> list[str]:
+    return [f"paths.cache_dir={cache_dir}", f"data.unlabeled_dir={folders['train']}",
             f"data.val_dir={folders['val']}", "teacher.name=test_resnet", f"teacher.checkpoint_path={teacher_file}",
             "student.alpha=0.25", "student.img_size=16", "data.batch_size=8", "data.num_workers=0",
             "trainer.max_epochs=2", "callbacks.run_report.latency=false", "logger=csv"]
+
+
+@pytest.fixture
+def cli_args(folders, teacher_file, tmp_path) -> list[str]:
+    """Command-line overrides for a tiny 2-epoch run of train.py in a subprocess."""
+    return _cli_args(folders, teacher_file, tmp_path / "cache")
+
+
+@pytest.fixture(scope="session")
+def finished_run(folders, teacher_file, tmp_path_factory):
+    """`finished_run(*overrides)`: the directory of an uninterrupted `cli_args` run with those overrides, run
+    once per session: the reference that resume, DDP and streaming tests compare with (a run costs ~15 s,
+    most of it importing torch, timm and Lightning)."""
+    from tests.helpers import run_cli
+
+    root, runs = tmp_path_factory.mktemp("finished"), {}
+
+    def run(*overrides: str) -> Path:
+        if overrides not in runs:
+            out = root / f"run{len(runs)}"
+            done = run_cli([*_cli_args(folders, teacher_file, root / "cache"), *overrides, f"hydra.run.dir={out}"])
+            assert done.returncode == 0, done.stderr[-2000:]
+            runs[overrides] = out
+        return runs[overrides]
+
+    return run

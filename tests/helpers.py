@@ -12,6 +12,7 @@ import lightning.pytorch as pl
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+DDP = ("trainer=ddp", "trainer.devices=2", "data.batch_size=4")  # 2 processes, against one at batch 8
 
 
 def run_cli(args: list[str], entry: str = "train.py", **kw) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import train
-from tests.helpers import run_cli
+from tests.helpers import DDP, run_cli
 from distill.errors import UserError
 from distill.data import DistillDataModule
 
@@ -102,12 +102,9 @@ def test_nan_loss_stops_with_checkpoint_before_fault(make_cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_kill_9_matches_uninterrupted_run(cli_args, tmp_path):
+def test_resume_after_kill_9_matches_uninterrupted_run(cli_args, finished_run, tmp_path):
     """36 images / batch 8 = 4 steps an epoch. Die at step 6 (mid epoch 2), then resume=auto continues
     from the end-of-epoch-1 checkpoint in the same run directory. Tolerance: 1e-4 on every final metric."""
-    reference = run_cli([*cli_args, f"hydra.run.dir={tmp_path / 'ref'}"])
-    assert reference.returncode == 0, reference.stderr[-2000:]
-
     crash = ["+callbacks.crash._target_=tests.helpers.CrashOnce", "+callbacks.crash.at_step=6",
              f"+callbacks.crash.marker={tmp_path / 'crashed'}"]
     killed = run_cli([*cli_args, *crash, f"hydra.run.dir={tmp_path / 'runs' / 'a'}"])
@@ -116,7 +113,7 @@ def test_resume_after_kill_9_matches_uninterrupted_run(cli_args, tmp_path):
 
     resumed = run_cli([*cli_args, *crash, "resume=auto", f"hydra.run.dir={tmp_path / 'runs' / 'b'}"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    want = json.loads((tmp_path / "ref" / "summary.json").read_text())["final"]
+    want = json.loads((finished_run() / "summary.json").read_text())["final"]
     got = json.loads((tmp_path / "runs" / "a" / "summary.json").read_text())["final"]  # continued in place
     assert got["epoch"] == want["epoch"] == 1 and got["step"] == want["step"] == 8
     for key, value in want.items():
@@ -124,14 +121,13 @@ def test_resume_after_kill_9_matches_uninterrupted_run(cli_args, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_from_a_mid_epoch_checkpoint_redoes_nothing_and_matches(cli_args, tmp_path):
+def test_resume_from_a_mid_epoch_checkpoint_redoes_nothing_and_matches(cli_args, finished_run, tmp_path):
     """The interval checkpoint (every step here, every 10 minutes by default) lands mid-epoch: killed -9 at
     step 6, the run continues from step 5 (epoch 1, batch 1 of 4), skips the batch it already trained on,
-    and ends with the uninterrupted run's metrics."""
+    and ends with the uninterrupted run's metrics (a run without the interval checkpoint: saving changes
+    nothing in training)."""
     every_step = ["callbacks.interval_checkpoint.train_time_interval=null",
                   "+callbacks.interval_checkpoint.every_n_train_steps=1"]
-    reference = run_cli([*cli_args, *every_step, f"hydra.run.dir={tmp_path / 'ref'}"])
-    assert reference.returncode == 0, reference.stderr[-2000:]
     crash = ["+callbacks.crash._target_=tests.helpers.CrashOnce", "+callbacks.crash.at_step=6",
              f"+callbacks.crash.marker={tmp_path / 'crashed'}"]
     run = tmp_path / "runs" / "a"
@@ -140,7 +136,7 @@ def test_resume_from_a_mid_epoch_checkpoint_redoes_nothing_and_matches(cli_args,
     resumed = run_cli([*cli_args, *every_step, *crash, "resume=auto", f"hydra.run.dir={run}"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "continuing epoch 1 after its first 1 batches" in (run / "train.log").read_text()
-    want = json.loads((tmp_path / "ref" / "summary.json").read_text())["final"]
+    want = json.loads((finished_run() / "summary.json").read_text())["final"]
     got = json.loads((run / "summary.json").read_text())["final"]
     assert got["step"] == want["step"] == 8
     for key, value in want.items():
@@ -162,21 +158,10 @@ def test_sampler_resumes_mid_epoch_at_the_same_samples():
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_resumable_checkpoint(cli_args, tmp_path):
-    term = ["+callbacks.term._target_=tests.helpers.CrashOnce", "+callbacks.term.at_step=5", "+callbacks.term.sig=SIGTERM",
-            f"+callbacks.term.marker={tmp_path / 'termed'}"]
-    stopped = run_cli([*cli_args, *term, f"hydra.run.dir={tmp_path / 'runs' / 'a'}"])
-    assert stopped.returncode == 0, stopped.stderr[-2000:]  # a clean exit, as schedulers expect
-    assert (tmp_path / "runs" / "a" / "checkpoints" / "last.ckpt").exists()
-    resumed = run_cli([*cli_args, *term, "resume=auto", f"hydra.run.dir={tmp_path / 'runs' / 'b'}"])
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads((tmp_path / "runs" / "a" / "summary.json").read_text())["final"]["epoch"] == 1
-
-
-@pytest.mark.slow
-def test_sigterm_to_the_process_group_spares_the_loader_workers(cli_args, tmp_path):
-    """`timeout` and Slurm signal the whole group: the DataLoader workers must outlive the signal, or the
-    run dies with "DataLoader worker ... killed by signal" and saves nothing."""
+def test_sigterm_to_the_process_group_saves_a_resumable_checkpoint(cli_args, tmp_path):
+    """SIGTERM ends a run cleanly with a checkpoint to resume from. `timeout` and Slurm signal the whole
+    group: the DataLoader workers must outlive the signal, or the run dies with "DataLoader worker ...
+    killed by signal" and saves nothing."""
     term = ["+callbacks.term._target_=tests.helpers.CrashOnce", "+callbacks.term.at_step=5",
             "+callbacks.term.sig=SIGTERM", "+callbacks.term.group=true", f"+callbacks.term.marker={tmp_path / 'termed'}"]
     run = tmp_path / "run"
@@ -190,29 +175,26 @@ def test_sigterm_to_the_process_group_spares_the_loader_workers(cli_args, tmp_pa
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_one(cli_args, tmp_path):
+def test_ddp_two_processes_match_one(finished_run):
     """Lightning DDP on CPU (gloo), 2 processes x batch 4 against 1 process x batch 8: the same samples in
     every step (EpochSampler shards one shared order), so only BatchNorm's per-process statistics differ.
     Tolerance: 1/12 on accuracies (one of the 12 validation images), 0.02 on the KL."""
-    single = run_cli([*cli_args, f"hydra.run.dir={tmp_path / 'one'}"])
-    assert single.returncode == 0, single.stderr[-2000:]
-    ddp = run_cli([*cli_args, "trainer=ddp", "trainer.devices=2", "data.batch_size=4", f"hydra.run.dir={tmp_path / 'ddp'}"])
-    assert ddp.returncode == 0, ddp.stderr[-2000:]
-    one = json.loads((tmp_path / "one" / "summary.json").read_text())["final"]
-    two = json.loads((tmp_path / "ddp" / "summary.json").read_text())["final"]
+    ddp = finished_run(*DDP)
+    one = json.loads((finished_run() / "summary.json").read_text())["final"]
+    two = json.loads((ddp / "summary.json").read_text())["final"]
     assert two["step"] == one["step"] == 8  # same number of optimizer steps
     for key in ("val/top1", "val/top5", "val/agreement", "val/teacher_top1"):
         assert two[key] == pytest.approx(one[key], abs=1 / 12 + 1e-6), key
     assert two["val/teacher_top1"] == one["val/teacher_top1"]  # the frozen teacher: exact, every image once
     assert two["val/kl"] == pytest.approx(one["val/kl"], abs=0.02)
-    assert len(list((tmp_path / "ddp").glob("student*.safetensors"))) == 1
-    assert (tmp_path / "ddp" / "metrics.csv").read_text().count("\n") == 3  # rank 0 alone wrote 2 rows
+    assert len(list(ddp.glob("student*.safetensors"))) == 1
+    assert (ddp / "metrics.csv").read_text().count("\n") == 3  # rank 0 alone wrote 2 rows
 
 
 @pytest.mark.slow
 def test_ddp_ranks_compute_half_of_the_soft_target_cache_each(cli_args, tmp_path):
     """`soft_targets=cached` under DDP(2): each rank runs the teacher over its own half of the rows."""
-    ddp = run_cli([*cli_args, "trainer=ddp", "trainer.devices=2", "data.batch_size=4", "soft_targets=cached",
+    ddp = run_cli([*cli_args, *DDP, "soft_targets=cached",
                    "soft_targets.views=3", f"hydra.run.dir={tmp_path / 'ddp'}"])
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     logs = (tmp_path / "ddp" / "train.log").read_text() + (tmp_path / "ddp" / "train_ddp_process_1.log").read_text()

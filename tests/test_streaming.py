@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from distill.data import DistillDataModule
-from tests.helpers import run_cli
+from tests.helpers import DDP, run_cli
 from tests.test_data import gradient
 
 pytest.importorskip("litdata")
@@ -45,15 +45,12 @@ def test_litdata_images_give_the_local_caches_crops(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_ddp_ranks_stream_their_shards_and_match_the_local_cache(cli_args, tmp_path):
+def test_ddp_ranks_stream_their_shards_and_match_the_local_cache(cli_args, finished_run, tmp_path):
     """DDP(2) through train.py: reading the images from litdata chunks trains exactly as the local cache does."""
-    ddp = ["trainer=ddp", "trainer.devices=2", "data.batch_size=4"]
-    local = run_cli([*cli_args, *ddp, f"hydra.run.dir={tmp_path / 'local'}"])
-    assert local.returncode == 0, local.stderr[-2000:]
-    streamed = run_cli([*cli_args, *ddp, f"data.streaming_dir={tmp_path / 'litdata'}", f"hydra.run.dir={tmp_path / 's'}"])
+    streamed = run_cli([*cli_args, *DDP, f"data.streaming_dir={tmp_path / 'litdata'}", f"hydra.run.dir={tmp_path / 's'}"])
     assert streamed.returncode == 0, streamed.stderr[-2000:]
     assert list((tmp_path / "litdata").glob("decoded-*.litdata/index.json"))
-    want = json.loads((tmp_path / "local" / "summary.json").read_text())["final"]
+    want = json.loads((finished_run(*DDP) / "summary.json").read_text())["final"]
     got = json.loads((tmp_path / "s" / "summary.json").read_text())["final"]
     assert got["step"] == want["step"] == 8
     for key, value in want.items():
