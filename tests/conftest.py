@@ -17,6 +17,7 @@ torch.set_num_threads(2)
 
 import students  # noqa: E402,F401  (registers mobilenet_v1* in timm)
 from teachers import for_classes, save_teacher  # noqa: E402
+from tests.helpers import run_cli  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 CLASSES = ["ant", "bee", "cat"]
@@ -102,10 +103,8 @@ def cli_args(folders, teacher_file, tmp_path) -> list[str]:
 @pytest.fixture(scope="session")
 def finished_run(folders, teacher_file, tmp_path_factory):
     """`finished_run(*overrides)`: the directory of an uninterrupted `cli_args` run with those overrides, run
-    once per session: the reference that resume, DDP and streaming tests compare with (a run costs ~15 s,
-    most of it importing torch, timm and Lightning)."""
-    from tests.helpers import run_cli
-
+    once per session: the reference that resume, DDP and streaming tests compare with (most of a run's
+    time is its process importing torch, timm and Lightning)."""
     root, runs = tmp_path_factory.mktemp("finished"), {}
 
     def run(*overrides: str) -> Path:
