@@ -12,7 +12,8 @@ import torch
 from distill.runtime import fast_cpu_defaults, skip_nvml_probe
 
 ROOT = Path(__file__).resolve().parents[1]
-STEP = """
+SETTLE, COUNTED = 12, 8  # steps: the heap grows for the first few (up to 7 here) until freed blocks fit the next
+STEP = f"""
 import ctypes, resource, sys, torch
 from distill.runtime import keep_freed_memory
 # Counted in 4 KiB pages: where transparent huge pages are "always", a fresh mmap faults in 2 MiB at a time
@@ -21,8 +22,8 @@ if ctypes.CDLL(None).prctl(41, 1, 0, 0, 0) != 0:  # PR_SET_THP_DISABLE, this pro
     sys.exit("no PR_SET_THP_DISABLE")
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
-for i in range(20):  # a step's activations, freed, then the next steps' of the same size
-    if i == 12:  # the heap grows for the first few steps (up to 7 here) until freed blocks fit the next one
+for i in range({SETTLE + COUNTED}):  # a step's activations, freed, then the next steps' of the same size
+    if i == {SETTLE}:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     activations = torch.empty(16 << 20).fill_(1.0)  # 64 MiB: above glibc's largest default mmap threshold
     del activations
@@ -44,8 +45,8 @@ def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in():
     # glibc's defaults hand a block this large back to the OS when it is freed, so the next step
     # faults in (and zeroes) every page again; with freed memory kept, each step reuses the last one's pages.
     default, kept = _page_faults("default"), _page_faults("keep")
-    assert default > 0.9 * 8 * PAGES, (default, kept)  # every one of the 8 steps
-    assert kept < PAGES, (default, kept)  # not one step's worth over all 8
+    assert default > 0.9 * COUNTED * PAGES, (default, kept)  # every step
+    assert kept < PAGES, (default, kept)  # not one step's worth over all of them
 
 
 def test_denormals_are_flushed():
