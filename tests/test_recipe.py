@@ -159,7 +159,7 @@ def test_recipe_multiruns_sweep_what_they_document(recipe, jobs, budgets, superv
     assert math.prod(len(values) for values in axes.values()) == jobs
 
 
-@pytest.mark.parametrize("recipe, epochs", [("cifar10_recipe", [22, 14, 25, 68]),
+@pytest.mark.parametrize("recipe, epochs", [("cifar10_recipe", [22, 28, 50, 68]),
                                             ("imagenette_recipe", [32, 24, 32, 160]),
                                             ("imagenette_rho", [16, 24, 32, 80])])
 def test_recipes_take_epochs_per_width_from_their_table(recipe, epochs, tmp_path):
