@@ -45,8 +45,8 @@ def create_student(
         drop_rate: dropout before the classifier.
         mean, std: the student's input normalisation (stored with the student file).
         label_names: class names, stored with the student file.
-        model_kwargs: further arguments of the timm model, e.g. `alpha_min`, `alpha_max`, `widths`,
-            `sandwich` and `draw` of `slimmable_mobilenet_v1` (see `SlimmableMobileNetV1`).
+        model_kwargs: further arguments of the timm model, e.g. `alpha_min`, `alpha_max`, `widths` and
+            `sandwich` of `slimmable_mobilenet_v1` (see `SlimmableMobileNetV1`).
     """
     if name not in timm.list_models(name):
         raise ValueError(f"student.name={name!r} is not a timm model; try `mobilenet_v1` or e.g. `mobilenetv2_050`")

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from .mobilenetv1 import ConvBnAct, MobileNetV1, channel_plan
 
 DEFAULT_WIDTHS = (1.0, 0.75, 0.5, 0.25)
-DRAWS = ("range", "widths")  # where the sandwich rule's random widths come from
 
 
 class SlimmableMobileNetV1(MobileNetV1):
@@ -31,14 +30,11 @@ class SlimmableMobileNetV1(MobileNetV1):
         alpha_min, alpha_max: the width range trained (the sandwich rule's narrowest and widest).
         widths: the widths taken out as plain students at the end of a run.
         sandwich: random widths per training step, besides the widest and the narrowest.
-        draw: where those come from: "range", uniformly in [alpha_min, alpha_max] (the paper: every width
-            usable), or "widths", among the `widths` strictly inside it, without repeats (the widths taken
-            out are trained on every step they are drawn, not only near it).
         plain_args: `MobileNetV1`'s other arguments (act, drop_rate, shallow, stem_stride, in_chans).
     """
 
     def __init__(self, num_classes: int = 1000, alpha_min: float = 0.25, alpha_max: float = 1.0,
-                 widths: Sequence[float] = DEFAULT_WIDTHS, sandwich: int = 2, draw: str = "range", **plain_args):
+                 widths: Sequence[float] = DEFAULT_WIDTHS, sandwich: int = 2, **plain_args):
         super().__init__(num_classes, alpha_max, **plain_args)
         if not 0 < alpha_min <= alpha_max:
             raise ValueError(f"student.alpha_min={alpha_min}: must be in (0, student.alpha_max={alpha_max}]")
@@ -46,11 +42,8 @@ class SlimmableMobileNetV1(MobileNetV1):
             raise ValueError(f"student.widths {outside} are outside [alpha_min, alpha_max] = [{alpha_min}, {alpha_max}]")
         if sandwich < 0:
             raise ValueError(f"student.sandwich={sandwich}: the number of random widths per step must be >= 0")
-        if draw not in DRAWS:
-            raise ValueError(f"student.draw={draw!r}: use one of {', '.join(DRAWS)}")
-        self.alpha_min, self.alpha_max, self.sandwich, self.draw = alpha_min, alpha_max, sandwich, draw
+        self.alpha_min, self.alpha_max, self.sandwich = alpha_min, alpha_max, sandwich
         self.widths = tuple(sorted(set(widths), reverse=True))
-        self.inner_widths = [w for w in self.widths if alpha_min < w < alpha_max]
         self.plain_args = plain_args  # the widths taken out are plain nets built with these
         self.width = alpha_max
 
@@ -64,14 +57,9 @@ class SlimmableMobileNetV1(MobileNetV1):
         return self
 
     def sandwich_widths(self, generator: torch.Generator | None = None) -> list[float]:
-        """The sandwich rule: widest, `sandwich` widths drawn in between (`draw`), narrowest. With
-        `draw="widths"` and fewer inner widths than `sandwich`, every inner width, once."""
-        if self.draw == "range":
-            span = self.alpha_max - self.alpha_min
-            drawn = (self.alpha_min + span * torch.rand(self.sandwich, generator=generator)).tolist()
-        else:
-            order = torch.randperm(len(self.inner_widths), generator=generator)[: self.sandwich]
-            drawn = [self.inner_widths[i] for i in order]
+        """The sandwich rule: widest, `sandwich` widths drawn uniformly in between, narrowest."""
+        span = self.alpha_max - self.alpha_min
+        drawn = (self.alpha_min + span * torch.rand(self.sandwich, generator=generator)).tolist()
         return [self.alpha_max, *sorted(drawn, reverse=True), self.alpha_min]
 
     def _layer(self, layer: ConvBnAct, x: torch.Tensor, out: int) -> torch.Tensor:

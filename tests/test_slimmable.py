@@ -77,25 +77,10 @@ def test_sandwich_rule_widest_random_narrowest():
     assert widths[1:-1] != model.sandwich_widths(torch.Generator().manual_seed(1))[1:-1]
 
 
-def test_sandwich_draws_among_the_inner_widths_taken_out():
-    model = slimmable(widths=[1.0, 0.75, 0.6, 0.5, 0.25], sandwich=2, draw="widths")
-    seen = set()
-    for seed in range(20):
-        widths = model.sandwich_widths(torch.Generator().manual_seed(seed))
-        assert widths[0] == 1.0 and widths[-1] == 0.25 and len(widths) == 4
-        inner = widths[1:-1]
-        assert len(set(inner)) == 2 and set(inner) <= {0.75, 0.6, 0.5} and inner == sorted(inner, reverse=True)
-        seen.update(inner)
-    assert seen == {0.75, 0.6, 0.5}
-    # more random widths than inner widths: each inner width once
-    assert slimmable(sandwich=3, draw="widths").sandwich_widths() == [1.0, 0.75, 0.5, 0.25]
-
-
 @pytest.mark.parametrize("kwargs, message", [
     (dict(alpha_min=0.0), "alpha_min"),
     (dict(alpha_min=0.5, widths=[1.0, 0.25]), "outside"),
     (dict(sandwich=-1), "sandwich"),
-    (dict(draw="log"), "student.draw='log': use one of range, widths"),
     (dict(alpha=0.5), "alpha_min to student.alpha_max"),
 ])
 def test_bad_slimmable_settings_are_one_line_errors(kwargs, message):
