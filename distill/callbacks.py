@@ -29,8 +29,9 @@ def _plain(value: Any) -> Any:
 
 
 class RunReport(pl.Callback):
-    """Logs the student's params / mult-adds / CPU latency once, keeps one row of `val/*` metrics per
-    validation (written to `metrics.csv`), and gives the cost and the final and best rows for summary.json.
+    """Logs the trained model's params / mult-adds / CPU latency once (`student/*`; `teacher/*` when it trains
+    a teacher), keeps one row of `val/*` metrics per validation (written to `metrics.csv`), and gives the cost
+    and the final and best rows for summary.json.
 
     Args:
         output_dir: the run directory.
@@ -53,13 +54,14 @@ class RunReport(pl.Callback):
         self.rows, self.cost = state["rows"], state["cost"]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        student = pl_module.student if hasattr(pl_module, "student") else pl_module.model  # teacher task: .model
-        img_size = student.pretrained_cfg["input_size"][-1]
+        role = "student" if hasattr(pl_module, "student") else "teacher"  # the teacher task trains `.model`
+        model = pl_module.student if role == "student" else pl_module.model
+        img_size = model.pretrained_cfg["input_size"][-1]
         if not self.cost:
-            self.cost = self.cost_fn(student, img_size, latency=self.latency)
+            self.cost = self.cost_fn(model, img_size, latency=self.latency)
         for logger in trainer.loggers:
-            logger.log_metrics({f"student/{k}": float(v) for k, v in self.cost.items()}, step=trainer.global_step)
-        log.info("student cost: %s", self.cost)
+            logger.log_metrics({f"{role}/{k}": float(v) for k, v in self.cost.items()}, step=trainer.global_step)
+        log.info("%s cost: %s", role, self.cost)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # (not on_validation_epoch_end: callbacks run before the module's hook that logs the epoch metrics)
@@ -224,8 +226,11 @@ class TimeBudget(pl.Callback):
             if fits < 2 * step:
                 log.warning("callbacks.time_budget: %.1f min hardly holds the steps already taken; "
                             "running %d steps", self.minutes, self.total_steps)
-            log.info("callbacks.time_budget: %.2f s a step, so %d of trainer.max_steps=%d fit in %.0f min; "
-                     "the schedule now ends there", per_step, self.total_steps, trainer.max_steps, self.minutes)
+            few = self.total_steps < trainer.max_steps // 2  # a schedule cut this short trains a weaker model
+            (log.warning if few else log.info)(
+                "callbacks.time_budget: %.2f s a step, so %d of trainer.max_steps=%d fit in %.0f min; the schedule "
+                "now ends there%s", per_step, self.total_steps, trainer.max_steps, self.minutes,
+                " (expect a weaker model; raise callbacks.time_budget.minutes to train them all)" if few else "")
             self._shorten(trainer, pl_module, self.total_steps)
 
     @staticmethod

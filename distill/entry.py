@@ -10,6 +10,7 @@ import sys
 from typing import Callable
 
 import lightning.pytorch as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from .console import quiet
 from .errors import UserError, user_errors
 from .resume import continue_run
-from .runtime import fast_cpu_defaults
+from .runtime import bf16_fast, fast_cpu_defaults
 
 log = logging.getLogger("train")
 Job = Callable[[DictConfig, "str | None"], dict]
@@ -31,8 +32,18 @@ def pick(table: DictConfig, key):
     return table[key]
 
 
+def fast_precision(accelerator: str = "auto") -> str:
+    """`${fast_precision:${trainer.accelerator}}`: Lightning's "bf16-mixed" where bf16 runs natively on the
+    device the trainer picks, else "32-true". Emulated bf16 (a CPU without AVX512-BF16 or AMX) trains a
+    resnet18 about 14x slower than fp32 (BENCHMARKS.md, "Teacher stage")."""
+    if accelerator in ("gpu", "auto"):
+        accelerator = "cuda" if accelerator == "gpu" or torch.cuda.is_available() else "cpu"
+    return "bf16-mixed" if accelerator in ("cpu", "cuda") and bf16_fast(accelerator) else "32-true"
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("pick", pick, replace=True)
+    OmegaConf.register_new_resolver("fast_precision", fast_precision, replace=True)
 
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
