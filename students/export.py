@@ -126,7 +126,7 @@ def int8_lines(r: dict) -> list[str]:
             f"- file: fp32 {r['bytes_fp32'] / 1e6:.2f} MB, INT8 {r['bytes_int8'] / 1e6:.2f} MB "
             f"({r['bytes_int8'] / r['bytes_fp32']:.2f}x)",
             f"- calibration: {r['calibration']['images']} images of {r['calibration']['folder']}, "
-            f"{r['calibration']['method']}"]
+            f"{r['calibration']['method']}, {r['calibration'].get('weight_bits', 8)}-bit weights"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-images", type=int, default=300)
     parser.add_argument("--calibrate", choices=METHODS, default="minmax", help="activation-range calibration")
     parser.add_argument("--val-dir", default=None, help="labeled folder for the INT8 check (default: the run's data.val_dir)")
+    parser.add_argument("--reduce-range", action="store_true", help="7-bit INT8 weights: for CPUs without VNNI "
+                        "(AVX2 only), whose integer kernels saturate on full-range weights")
     parser.add_argument("--max-drop", type=float, default=1.0, help="INT8 top-1 points allowed under fp32")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads for the latency figures")
     args = parser.parse_args(argv)
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
               f"student.json, or a sweep directory of runs)", file=sys.stderr)
         return 2
     int8 = dict(calibration_dir=args.calibration_dir, val_dir=args.val_dir, calibration_images=args.calibration_images,
-                method=args.calibrate, threads=args.threads) if args.int8 else None
+                method=args.calibrate, threads=args.threads, reduce_range=args.reduce_range) if args.int8 else None
     status = 0
     for student_file in student_files:
         out_dir = args.out / student_file.parent.name if args.out and sweep else args.out or student_file.parent

@@ -52,10 +52,11 @@ def calibration_sample(files: Sequence[Path], n: int, seed: int = 0) -> list[Pat
 
 
 def quantize(model: nn.Module, fp32_onnx: Path, int8_onnx: Path, calibration_files: Sequence[Path],
-             method: str = "minmax") -> Path:
+             method: str = "minmax", reduce_range: bool = False) -> Path:
     """Write `int8_onnx`: `fp32_onnx` statically quantized (QDQ, per-channel int8 weights, uint8
     activations), activation ranges calibrated on `calibration_files` by `method` (minmax | percentile |
-    entropy: onnxruntime's calibrators)."""
+    entropy: onnxruntime's calibrators). `reduce_range`: 7-bit weights, for CPUs without VNNI, whose
+    uint8 x int8 kernels add products in pairs into int16 and saturate on full-range weights."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)
 
@@ -77,7 +78,7 @@ def quantize(model: nn.Module, fp32_onnx: Path, int8_onnx: Path, calibration_fil
         # the graph and fuses the same integer convolutions, where a stored int32 bias costs its scale and
         # zero point too, 12 bytes per output channel against 4 (BENCHMARKS.md, "INT8 students").
         quantize_static(str(prepared), str(int8_onnx), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range,
                         extra_options={"QuantizeBias": False},
                         calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                                           "entropy": CalibrationMethod.Entropy}[method])
@@ -141,7 +142,8 @@ def check(report: dict, max_drop: float, student_file: Path | str = "RUN/student
         raise QuantizationLoss(
             f"INT8 top-1 {report['top1_int8']:.2f} % is {report['top1_fp32'] - report['top1_int8']:.2f} points under "
             f"fp32's {report['top1_fp32']:.2f} % (allowed: --max-drop {max_drop:g}); try another calibration "
-            f"(--calibrate percentile or entropy), more images (--calibration-images), or a quantization-aware "
+            f"(--calibrate percentile or entropy), more images (--calibration-images), 7-bit weights on a CPU "
+            f"without VNNI (--reduce-range), or a quantization-aware "
             f"fine-tune: python train.py <the run's overrides> student=qat student.path={student_file}")
 
 
@@ -176,7 +178,7 @@ def teacher_val_logits(student_file: Path, images: int, classes: int) -> np.ndar
 
 def export_int8(model: nn.Module, student_file: Path, fp32_onnx: Path, out_dir: Path, calibration_dir: str | None = None,
                 val_dir: str | None = None, calibration_images: int = 300, method: str = "minmax",
-                threads: int = 2) -> dict:
+                threads: int = 2, reduce_range: bool = False) -> dict:
     """Write `student.int8.onnx` beside `fp32_onnx` and return its report: top-1 of both files on the
     validation folder (the run's, by default), their agreement (and with the teacher), latency, size."""
     run_unlabeled, run_val = run_folders(student_file)
@@ -188,7 +190,7 @@ def export_int8(model: nn.Module, student_file: Path, fp32_onnx: Path, out_dir: 
     if not files:
         raise ValueError(f"--calibration-dir {calibration_dir}: no images")
     calibration = calibration_sample(files, calibration_images)
-    int8_onnx = quantize(model, fp32_onnx, out_dir / "student.int8.onnx", calibration, method)
+    int8_onnx = quantize(model, fp32_onnx, out_dir / "student.int8.onnx", calibration, method, reduce_range)
     if val_dir and Path(val_dir).is_dir():
         val_files, labels, _ = labeled_files(val_dir, model.pretrained_cfg.get("label_names"), "--val-dir",
                                              model.num_classes)
@@ -198,7 +200,8 @@ def export_int8(model: nn.Module, student_file: Path, fp32_onnx: Path, out_dir: 
         rest = sorted(set(files) - set(calibration))[:3000] or files
         report = {**compare(model, fp32_onnx, int8_onnx, rest, None, None, threads), "folder": str(calibration_dir)}
     size = model.pretrained_cfg["input_size"][-1]
-    report.update(calibration={"folder": str(calibration_dir), "images": len(calibration), "method": method},
+    report.update(calibration={"folder": str(calibration_dir), "images": len(calibration), "method": method,
+                               "weight_bits": 7 if reduce_range else 8},
                   threads=threads)
     for batch in (1, 32):
         report[f"latency_ms_b{batch}_fp32"], report[f"latency_ms_b{batch}_int8"] = \
