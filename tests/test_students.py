@@ -163,16 +163,15 @@ def test_int8_weights_use_the_full_range_unless_reduced(tmp_path, folders, reduc
     import onnx
     from onnx import numpy_helper
 
-    from students.quantize import quantize
     from tests.conftest import CLASSES
 
     model = _trained_like(students.create_student(len(CLASSES), alpha=0.25, img_size=32, label_names=CLASSES))
-    fp32 = tmp_path / "student.onnx"
-    torch.onnx.export(model.eval(), (torch.randn(2, 3, 32, 32),), str(fp32), input_names=["input"], output_names=["logits"],
-                      dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False)
-    int8 = quantize(model, fp32, tmp_path / "student.int8.onnx", sorted(folders["train"].rglob("*.png"))[:8],
-                    reduce_range=reduce_range)
-    weights = [numpy_helper.to_array(t) for t in onnx.load(str(int8)).graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    path = students.save_student(model, tmp_path / "student")
+    r = export_student(path, tmp_path, int8=dict(calibration_dir=str(folders["train"]), val_dir=str(folders["val"]),
+                                                 calibration_images=8, reduce_range=reduce_range))["int8"]
+    assert r["calibration"]["weight_bits"] == (7 if reduce_range else 8)
+    weights = [numpy_helper.to_array(t) for t in onnx.load(r["int8_file"]).graph.initializer
+               if t.data_type == onnx.TensorProto.INT8]
     assert weights and max(int(abs(w.astype(int)).max()) for w in weights) == bound
 
 
