@@ -122,8 +122,8 @@ class FaultCheckpoint(pl.Callback):
 
 class Throughput(pl.Callback):
     """Training images per second and the share of wall time spent between steps (waiting on the data
-    loader, plus Lightning's own per-step work), after `warmup` steps, and the main process's peak RSS.
-    Read by train.py into summary.json.
+    loader, plus Lightning's own per-step work), after `warmup` steps, the torch threads it ran on (jobs run
+    side by side share the cores) and the main process's peak RSS. Read by train.py into summary.json.
 
     Args:
         warmup: steps not timed (allocator, thread pools, first batches from new workers).
@@ -157,6 +157,7 @@ class Throughput(pl.Callback):
     def stats(self) -> dict:
         total = self.step_s + self.wait_s
         return {"images_per_s": round(self.images / total, 2) if total else None, "timed_images": self.images,
+                "threads": torch.get_num_threads(),
                 "wait_fraction": round(self.wait_s / total, 4) if total else None,
                 "peak_rss_mb": round(peak_rss_kb() / 1024, 1)}
 

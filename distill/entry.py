@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import gc
 import logging
+import multiprocessing
 import os
 import sys
 from typing import Callable
@@ -59,6 +60,9 @@ def run(cfg: DictConfig, job: Job) -> dict:
     """`job(cfg, checkpoint)` with the process set up, the demo / a recipe's teacher built if the config
     reads them, and the run continued (`resume`) under its directory's lock."""
     fast_cpu_defaults()  # denormals flushed to zero, freed activation memory kept for the next step
+    if multiprocessing.get_start_method(allow_none=True) == "loky":
+        # A job of hydra/launcher=joblib runs in a loky worker, whose start method DataLoader workers can't use.
+        multiprocessing.set_start_method(None, force=True)
     quiet()  # Lightning's tips and the warnings expected here, by name
     pl.seed_everything(cfg.seed, workers=True)
     try:

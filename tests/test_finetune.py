@@ -118,3 +118,4 @@ def test_teacher_stage_trains_in_bf16_only_where_bf16_is_native(experiment, monk
         monkeypatch.setattr(entry, "bf16_fast", lambda device, native=native: native)
         assert cfg.trainer.precision == precision  # resolved on access, on the machine that runs it
     assert entry.fast_precision("mps") == "32-true"
+    assert cfg.callbacks.time_budget.minutes  # and on a slow machine it trains fewer steps, not for hours

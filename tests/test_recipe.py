@@ -106,6 +106,34 @@ def test_recipe_trains_its_teacher_once_then_distils(folders, tmp_path):
     assert summary["train_images"] == 18  # the labeled half only
 
 
+@pytest.mark.slow
+def test_recipe_multirun_trains_two_jobs_at_a_time_on_half_the_cores(folders, tmp_path):
+    """`python train.py -m experiment=cifar10_recipe` on the tiny folders, two label budgets: the two jobs,
+    teacher stages included, run at the same time, each with half the cores, and the sweep's report lists both."""
+    from joblib import cpu_count
+
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", "experiment=cifar10_recipe", f"data.unlabeled_dir={folders['train']}",
+                      f"data.val_dir={folders['val']}", f"paths.cache_dir={tmp_path / 'cache'}",
+                      "teacher.name=test_resnet", "teacher_stage.extra=['trainer.max_steps=3']", "student.alpha=0.25",
+                      "student.img_size=16", "data.label_fraction=0.5,1.0", "data.batch_size=8", "data.num_workers=1",
+                      "trainer.max_epochs=1", "soft_targets.views=1", "callbacks.run_report.latency=false",
+                      f"hydra.sweep.dir={sweep}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    spans = []
+    for job in ("0", "1"):
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        assert summary["throughput"]["threads"] == max(1, cpu_count() // 2)
+        started = (sweep / job / ".hydra" / "config.yaml").stat().st_mtime
+        spans.append((started, (sweep / job / "summary.json").stat().st_mtime))
+    (start0, end0), (start1, end1) = spans
+    assert start1 < end0 and start0 < end1  # side by side, not one after the other
+    for budget in ("0.5", "1.0"):
+        stage = tmp_path / f"cache/recipes/cifar10/cifar10_teacher-test_resnet-labels{budget}"
+        assert (stage / "teacher.safetensors").is_file()
+    assert "| 0.25 |" in (sweep / "sweep.md").read_text()
+
+
 def test_evaluate_a_saved_student_matches_the_run(make_cfg, folders, tmp_path, capsys):
     """`python -m students.evaluate` needs only the student file: same top-1 as the run's last validation."""
     from students.evaluate import evaluate, main
@@ -157,6 +185,34 @@ def test_recipe_multiruns_sweep_what_they_document(recipe, jobs, budgets, superv
     assert axes.get("student.img_size", {str(cfg.student.img_size)}) == sizes  # (cifar: fixed by the recipe)
     assert axes["student.alpha"] == {"1.0", "0.75", "0.5", "0.25"}
     assert math.prod(len(values) for values in axes.values()) == jobs
+
+
+def test_cifar_recipe_runs_one_widths_two_label_budgets_side_by_side(tmp_path):
+    """Two jobs at a time, and the sweep's order pairs the two label budgets of one width: their teacher
+    stages start together, and each pair does about the same work. Each stage, on half the cores, gets the
+    two stages' time: twice the stage's own budget."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from tests.conftest import CONF_DIR, compose_cfg
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=cifar10_recipe"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
+    params = [f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()]
+    jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)[0]
+    pairs = [jobs[i:i + 2] for i in range(0, len(jobs), 2)]
+    assert [{o for o in job if o.startswith("data.label_fraction")} for job in pairs[0]] == [
+        {"data.label_fraction=1.0"}, {"data.label_fraction=0.3333"}]
+    assert all({o for o in a if o.startswith("student.alpha")} == {o for o in b if o.startswith("student.alpha")}
+               for a, b in pairs)
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        stage = compose(config_name="train_teacher", overrides=["experiment=cifar10_teacher"])
+    recipe = compose_cfg(["experiment=cifar10_recipe", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
+    minutes = cfg.hydra.launcher.n_jobs * stage.callbacks.time_budget.minutes
+    assert f"callbacks.time_budget.minutes={minutes:g}" in recipe.teacher_stage.extra
 
 
 @pytest.mark.parametrize("recipe, epochs", [("cifar10_recipe", [22, 28, 50, 68]),
