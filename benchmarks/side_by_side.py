@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -30,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 def teacher_step(size: int, batch: int, steps: int, warmup: int = 3, classes: int = 10) -> float:
     """Images/s of the teacher stage's training step: timm resnet18, SGD + Nesterov, channels_last."""
     import timm
+    from throughput import images_per_s
 
     from distill.runtime import bf16_fast, fast_cpu_defaults
 
@@ -39,17 +38,13 @@ def teacher_step(size: int, batch: int, steps: int, warmup: int = 3, classes: in
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, classes, (batch,))
-    times = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_fast("cpu")):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return batch / statistics.mean(times)
+    bf16 = bf16_fast("cpu")
+
+    def loss() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return torch.nn.functional.cross_entropy(model(x), y)
+
+    return images_per_s(loss, opt, batch, steps, warmup)
 
 
 def worker(case: str, size: int, batch: int, steps: int) -> None:
