@@ -61,18 +61,25 @@ class SoftTargets:
         views: K, cached mode.
         topk: cached mode: keep each view's k largest logits and one for the rest (`topk_rows`), for
             teachers with 1,000 classes or more. Validation logits are always whole, for exact metrics.
+        view_mean: cached mode: the target for view k of image i is (1 - w) z_ki + w mean_j z_ji, the
+            teacher's logits for that view moved by weight w toward their mean over the image's K views (a
+            K-view test-time ensemble of the teacher: its errors on single crops average out). Applied as the
+            rows are read, so one cache serves every w; 0 is the view's own output.
         teacher: the teacher as the run runs it (`DistillModule.frozen_teacher`).
     """
 
     def __init__(self, root: str | Path, teacher: FrozenTeacher, mode: str = "online", views: int = 4,
-                 topk: int | None = None):
+                 topk: int | None = None, view_mean: float = 0.0):
         if mode not in ("online", "cached"):
             raise ValueError(f"soft_targets={mode!r}: use online or cached")
         if views < 1:
             raise ValueError(f"soft_targets.views={views} must be >= 1")
         if topk is not None and not 0 < topk < teacher.num_classes:
             raise ValueError(f"soft_targets.topk={topk} must lie between 1 and the teacher's {teacher.num_classes - 1}")
+        if not 0 <= view_mean <= 1:
+            raise ValueError(f"soft_targets.view_mean={view_mean} must lie in [0, 1]")
         self.root, self.teacher, self.mode, self.views, self.topk = Path(root), teacher, mode, views, topk
+        self.view_mean = view_mean
 
     def cached(self, split: str) -> bool:
         return split == "val" or self.mode == "cached"
@@ -81,8 +88,9 @@ class SoftTargets:
               ranks: Ranks = Ranks()) -> dict:
         """Fill or reuse `split`'s cache over `dataset` (its teacher view); returns `build_soft_targets`'s report."""
         train = split == "train"
-        return build_soft_targets(self.teacher, dataset, self.views if train else 1, self.root, seed, policy,
-                                  batch_size, num_workers, name=split, topk=self.topk if train else None, ranks=ranks)
+        report = build_soft_targets(self.teacher, dataset, self.views if train else 1, self.root, seed, policy,
+                                    batch_size, num_workers, name=split, topk=self.topk if train else None, ranks=ranks)
+        return {**report, "view_mean": self.view_mean} if train and self.view_mean else report
 
 
 def fingerprint(teacher: FrozenTeacher, policy: dict, views: int):

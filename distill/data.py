@@ -113,12 +113,21 @@ class ImageFiles(Dataset):
         record_skipped(self.skipped_log, "undecodable", [str(self.files[i])])
 
     def _cached_logits(self, view, index) -> torch.Tensor:
-        """B x C teacher logits of the soft-target cache's rows (view, index); top-k rows expanded."""
+        """B x C teacher logits of the soft-target cache's rows (view, index), top-k rows expanded; with
+        `view_mean` w, moved by w toward each image's mean over all its K views (`cache.SoftTargets`)."""
+        values = self._read_logits(view, index)
+        if weight := self.soft_targets.get("view_mean", 0):
+            views, index = self.soft_targets["views"], np.asarray(index)
+            every = self._read_logits(np.repeat(np.arange(views), len(index)), np.tile(index, views))  # K*B,C
+            values = (1 - weight) * values + weight * every.reshape(views, len(index), -1).mean(0)
+        return torch.from_numpy(values)
+
+    def _read_logits(self, view, index) -> np.ndarray:
         values = self._rows("_logits", self.soft_targets["path"]).read(view, index)
         if "classes" in self.soft_targets:
             classes = self._rows("_classes", self.soft_targets["classes"]).read(view, index)
             values = expand_topk(values, classes, self.soft_targets["num_classes"])
-        return torch.from_numpy(values.astype(np.float32))
+        return values.astype(np.float32)
 
     def _rows(self, attr: str, path: str, reader: type = NpyRows):
         """An array file opened on first use in each process (workers get the dataset before it is opened)."""
@@ -272,6 +281,9 @@ class DistillDataModule(pl.LightningDataModule):
             raise ValueError(f"data.train_pad={train_pad} must be >= 0 (0: random-resized crops)")
         self.train_pad, self.train_augment = train_pad, train_augment
         self.mix = MixViews(**(mix or {}))
+        if soft_targets is not None and soft_targets.view_mean and self.mix.prob:
+            raise ValueError("soft_targets.view_mean with data.mix: an image's K views are mixed with K different "
+                             "partners, so their mean is no target for one of them; turn one off")
         self._resume: dict | None = None  # set from a mid-epoch checkpoint (load_state_dict)
         self.skipped_log = Path(skipped_log) if skipped_log and rank_zero_only.rank == 0 else None
         if streaming_dir and importlib.util.find_spec("litdata") is None:

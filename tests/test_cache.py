@@ -21,11 +21,11 @@ def _module(teacher, img_size=16) -> DistillModule:
     return DistillModule(teacher, create_student(3, alpha=0.25, img_size=img_size), torch.optim.SGD)
 
 
-def cached_data(module, root, views=3, topk=None, sizes=(16, 16), **kwargs) -> DistillDataModule:
+def cached_data(module, root, views=3, topk=None, sizes=(16, 16), view_mean=0.0, **kwargs) -> DistillDataModule:
     """A data module that serves the training split from `module`'s teacher's soft-target cache in `root`."""
+    targets = SoftTargets(root, module.frozen_teacher, "cached", views, topk, view_mean)
     return DistillDataModule({"teacher": sizes[0], "student": sizes[1]}, batch_size=kwargs.pop("batch_size", 8),
-                             num_workers=0, soft_targets=SoftTargets(root, module.frozen_teacher, "cached", views, topk),
-                             **kwargs)
+                             num_workers=0, soft_targets=targets, **kwargs)
 
 
 def fill(dm: DistillDataModule) -> dict:
@@ -203,8 +203,9 @@ def test_damaged_decoded_cache_is_decoded_again(tmp_path):
 
 
 def test_cached_mode_end_to_end(make_cfg, tmp_path):
-    summary = train.train(make_cfg("soft_targets=cached", "soft_targets.views=2"))
+    summary = train.train(make_cfg("soft_targets=cached", "soft_targets.views=2", "soft_targets.view_mean=0.5"))
     assert summary["soft_target_cache"]["train"]["views"] == 2
+    assert summary["soft_target_cache"]["train"]["view_mean"] == 0.5
     assert summary["final"]["val/teacher_top1"] is not None
     assert (tmp_path / "cache" / "soft_targets").is_dir()
 
@@ -256,6 +257,57 @@ def test_rendered_student_views_equal_the_crops_made_each_epoch(teacher_file, fo
     for a, b in zip(*loaders):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
         assert b["student"].is_contiguous(memory_format=torch.channels_last)
+
+
+def _same_size_copies(folders, root):
+    """The train folder's images at one size, so that a decoded cache can render the student's views."""
+    from PIL import Image as PILImage
+
+    root.mkdir()
+    for i, f in enumerate(sorted(folders["train"].rglob("*.*"))):
+        PILImage.open(f).convert("RGB").resize((20, 20)).save(root / f"{i:02d}.png")
+    return root
+
+
+@pytest.mark.parametrize("decoded", [False, True], ids=["cropped", "rendered"])
+def test_view_mean_moves_each_views_target_toward_the_images_mean_over_its_views(teacher_file, folders, tmp_path,
+                                                                                decoded):
+    """soft_targets.view_mean=w: the target for view k of image i is (1 - w) z_ki + w mean_j z_ji over the
+    cache's K rows of image i (one cache for every w), per sample and on the rendered whole-batch path."""
+    module = _module(create_teacher("test_resnet", checkpoint_path=str(teacher_file)))
+    root = _same_size_copies(folders, tmp_path / "same_size")
+
+    def data(w):
+        dm = cached_data(module, tmp_path / "soft", sizes=(20, 16), view_mean=w, unlabeled_dir=str(root), batch_size=4,
+                         decoded_cache=str(tmp_path / "dec") if decoded else None)
+        return dm, fill(dm)["train"]
+
+    (plain, first), (moved, report) = data(0.0), data(0.25)
+    assert report["key"] == first["key"] and report["hit"] and report["view_mean"] == 0.25 and "view_mean" not in first
+    assert bool(moved.served("train").rendered) == decoded
+    z = np.load(first["path"]).astype(np.float32)  # K x N x C
+    for epoch in (0, 4):  # views 0 and 1
+        loaders = [plain.train_dataloader(), moved.train_dataloader()]
+        for loader in loaders:
+            loader.sampler.set_epoch(epoch)
+        for a, b in zip(*loaders):
+            k, i = b["view"].numpy(), b["index"].numpy()
+            assert torch.equal(a["index"], b["index"]) and torch.equal(a["student"], b["student"])
+            expected = 0.75 * z[k, i] + 0.25 * z[:, i].mean(0)
+            torch.testing.assert_close(b["teacher_logits"], torch.from_numpy(expected), atol=1e-5, rtol=1e-5)
+            assert not torch.allclose(a["teacher_logits"], b["teacher_logits"])
+    whole, _ = data(1.0)
+    served = whole.served("train")
+    for index in range(len(served)):  # w = 1: one target per image, whatever the view
+        torch.testing.assert_close(served[(index, 0, 0)]["teacher_logits"], served[(index, 0, 2)]["teacher_logits"])
+
+
+def test_view_mean_refuses_what_it_cannot_average(teacher_file, folders, tmp_path):
+    module = _module(create_teacher("test_resnet", checkpoint_path=str(teacher_file)))
+    with pytest.raises(ValueError, match=r"soft_targets.view_mean=1.5 must lie in \[0, 1\]"):
+        SoftTargets(tmp_path, module.frozen_teacher, "cached", view_mean=1.5)
+    with pytest.raises(ValueError, match="soft_targets.view_mean with data.mix"):
+        cached_data(module, tmp_path, view_mean=0.5, unlabeled_dir=str(folders["train"]), mix={"prob": 0.5})
 
 
 def _rss_bytes() -> int:
