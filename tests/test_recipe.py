@@ -166,6 +166,7 @@ def test_recipes_compose_with_one_teacher_per_label_budget(recipe, tmp_path):
     assert full_cfg.distill.soft_weight == 1 and full_cfg.data.train_dir is None  # distilled: no labels
     assert budget_cfg.distill.soft_weight == 0 and budget_cfg.data.train_dir == budget_cfg.data.unlabeled_dir
     assert full_cfg.soft_targets.mode == "cached" and full_cfg.soft_targets.views == 8
+    assert full_cfg.soft_targets.view_mean == (0.5 if recipe == "cifar10_recipe" else 0)  # measured on CIFAR only
 
 
 @pytest.mark.parametrize("recipe, jobs, budgets, supervision, sizes", [
