@@ -210,16 +210,21 @@ def test_cached_mode_end_to_end(make_cfg, tmp_path):
     assert (tmp_path / "cache" / "soft_targets").is_dir()
 
 
+def _same_size_copies(folders, root):
+    """The train folder's images at one size, so that a decoded cache can render the student's views."""
+    from PIL import Image as PILImage
+
+    root.mkdir()
+    for i, f in enumerate(sorted(folders["train"].rglob("*.*"))):
+        PILImage.open(f).convert("RGB").resize((20, 20)).save(root / f"{i:02d}.png")
+    return root
+
+
 def test_rendered_student_views_equal_the_crops_made_each_epoch(teacher_file, folders, tmp_path):
     """With cached soft targets and a decoded cache, the student's K views are rendered once; every epoch
     then serves exactly the crops the on-the-fly path makes (with a bad image's stand-in), and a second
     run reuses the file."""
-    from PIL import Image as PILImage
-
-    root = tmp_path / "same_size"
-    root.mkdir()
-    for i, f in enumerate(sorted(folders["train"].rglob("*.*"))):
-        PILImage.open(f).convert("RGB").resize((20, 20)).save(root / f"{i:02d}.png")
+    root = _same_size_copies(folders, tmp_path / "same_size")
     (root / "99.png").write_bytes((root / "00.png").read_bytes()[:60])  # header fine, pixels cut off
 
     module = _module(create_teacher("test_resnet", checkpoint_path=str(teacher_file)))
@@ -257,16 +262,6 @@ def test_rendered_student_views_equal_the_crops_made_each_epoch(teacher_file, fo
     for a, b in zip(*loaders):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
         assert b["student"].is_contiguous(memory_format=torch.channels_last)
-
-
-def _same_size_copies(folders, root):
-    """The train folder's images at one size, so that a decoded cache can render the student's views."""
-    from PIL import Image as PILImage
-
-    root.mkdir()
-    for i, f in enumerate(sorted(folders["train"].rglob("*.*"))):
-        PILImage.open(f).convert("RGB").resize((20, 20)).save(root / f"{i:02d}.png")
-    return root
 
 
 @pytest.mark.parametrize("decoded", [False, True], ids=["cropped", "rendered"])
@@ -366,12 +361,7 @@ def test_cache_holds_the_teachers_output_for_the_mixed_view_the_student_sees(tea
                                                                              decoded):
     """data.mix in cached mode: the cache's row (view k, image i) is the teacher's output on image i mixed
     with its partner, and the student's batch is that same mix at its resolution (rendered or not)."""
-    from PIL import Image as PILImage
-
-    root = tmp_path / "same_size"
-    root.mkdir()
-    for i, f in enumerate(sorted(folders["train"].rglob("*.*"))):
-        PILImage.open(f).convert("RGB").resize((20, 20)).save(root / f"{i:02d}.png")
+    root = _same_size_copies(folders, tmp_path / "same_size")
     mix = {"prob": 0.7, "switch_prob": 0.5}
     kwargs = dict(unlabeled_dir=str(root), batch_size=6, mix=mix)
     module = _module(create_teacher("test_resnet", checkpoint_path=str(teacher_file)))
