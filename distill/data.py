@@ -115,12 +115,13 @@ class ImageFiles(Dataset):
     def _cached_logits(self, view, index) -> torch.Tensor:
         """B x C teacher logits of the soft-target cache's rows (view, index), top-k rows expanded; with
         `view_mean` w, moved by w toward each image's mean over all its K views (`cache.SoftTargets`)."""
-        values = self._read_logits(view, index)
-        if weight := self.soft_targets.get("view_mean", 0):
-            views, index = self.soft_targets["views"], np.asarray(index)
-            every = self._read_logits(np.repeat(np.arange(views), len(index)), np.tile(index, views))  # K*B,C
-            values = (1 - weight) * values + weight * every.reshape(views, len(index), -1).mean(0)
-        return torch.from_numpy(values)
+        if not (weight := self.soft_targets.get("view_mean", 0)):
+            return torch.from_numpy(self._read_logits(view, index))
+        views, index = self.soft_targets["views"], np.asarray(index)
+        every = self._read_logits(np.repeat(np.arange(views), len(index)), np.tile(index, views))
+        every = every.reshape(views, len(index), -1)  # K,B,C: each image's rows read once, its own view among them
+        own = every[np.asarray(view), np.arange(len(index))]
+        return torch.from_numpy((1 - weight) * own + weight * every.mean(0))
 
     def _read_logits(self, view, index) -> np.ndarray:
         values = self._rows("_logits", self.soft_targets["path"]).read(view, index)
