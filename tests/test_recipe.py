@@ -217,7 +217,7 @@ def test_cifar_recipe_runs_one_widths_two_label_budgets_side_by_side(tmp_path):
 
 
 @pytest.mark.parametrize("recipe, epochs", [("cifar10_recipe", [22, 28, 50, 68]),
-                                            ("imagenette_recipe", [32, 24, 32, 160]),
+                                            ("imagenette_recipe", [64, 24, 32, 160]),
                                             ("imagenette_rho", [16, 24, 32, 80])])
 def test_recipes_take_epochs_per_width_from_their_table(recipe, epochs, tmp_path):
     """Epochs per alpha come from the recipe's table; a width the table lacks is a one-line error naming
