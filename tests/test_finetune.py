@@ -61,6 +61,17 @@ def test_mixup_trains_on_mixed_soft_targets(folders, monkeypatch):
         assert ((target > 0.1).sum(1) >= 1).all() and (target.max(1).values < 0.99).any()  # mixed, smoothed
 
 
+def test_a_one_cycle_schedule_too_short_to_split_is_a_one_line_error(folders):
+    """torch's OneCycleLR divides by zero when its warm-up is exactly one step (pct_start * steps == 1):
+    a quick `trainer.max_steps=4` look at the teacher stage (pct_start 0.25) got a traceback from inside torch."""
+    from distill.errors import UserError
+
+    one_cycle = functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1, pct_start=0.25)
+    with pytest.raises(UserError, match="4 training steps.*pct_start"):
+        fit(folders, steps=4, scheduler=one_cycle)
+    fit(folders, steps=5, scheduler=one_cycle)  # one step more trains
+
+
 @pytest.mark.parametrize("pad", [0, 3])
 def test_pad_and_crop_shifts_the_whole_image(pad):
     import random
