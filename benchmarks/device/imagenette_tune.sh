@@ -8,13 +8,16 @@
 #    view_mean 0 / 0.5, and the label-only twins;
 # 3. on val: 32 epochs against the run the tuning split ranks first, and its twin. VAL_ONLY="NAME OVERRIDES"
 #    runs this step alone with the variant named. `smoke`: a few images and steps (a check of the script).
+# BUDGET_S (540): seconds before unfinished jobs are stopped; step 3 starts only with 150 left. On the lent
+# machine, whose python has torch, timm and Lightning, hydra-core, omegaconf and antlr4 travelled as copied
+# package folders on PYTHONPATH, and the Imagenette folder by the device tool's `carry`.
 set -u
 SMOKE=${1:-}
 ROOT=${ROOT:-/tmp/tune34}; CACHE=$ROOT/cache; mkdir -p $ROOT
 export MOBILEDISTILL_CACHE=$CACHE PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 DEADLINE=$(( $(date +%s) + ${BUDGET_S:-540} ))
 python3 - "$IMAGENETTE" $ROOT/split "$SMOKE" <<'PY'
-import os, sys; from pathlib import Path
+import sys; from pathlib import Path
 src, dst, smoke = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 for c in sorted(p.name for p in (src / "train").iterdir() if p.is_dir()):
     files = sorted((src / "train" / c).iterdir())
