@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from .disk import atomic_write
+from .optim import build_schedule
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,7 @@ class TimeBudget(pl.Callback):
     def _shorten(trainer: pl.Trainer, pl_module: pl.LightningModule, total_steps: int) -> None:
         trainer.fit_loop.epoch_loop.max_steps = total_steps
         config = trainer.lr_scheduler_configs[0]
-        scheduler = pl_module.scheduler_fn(config.scheduler.optimizer, total_steps=total_steps)
+        scheduler = build_schedule(pl_module.scheduler_fn, config.scheduler.optimizer, total_steps)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")  # (on purpose)
             for _ in range(trainer.global_step):  # the new schedule, at the step the run is at

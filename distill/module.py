@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from .fold import fold_batchnorm_in_place
 from .losses import LOSSES, distillation_loss
 from .normalize import Normalize
-from .optim import weight_decay_groups
+from .optim import build_schedule, weight_decay_groups
 from .runtime import bf16_autocast, bf16_fast, count_macs
 from .teacher import FrozenTeacher
 
@@ -199,5 +199,5 @@ class DistillModule(pl.LightningModule):
         optimizer = self.optimizer_fn(weight_decay_groups(self.student, self.weight_decay))
         if self.scheduler_fn is None:
             return {"optimizer": optimizer}
-        scheduler = self.scheduler_fn(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        scheduler = build_schedule(self.scheduler_fn, optimizer, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import math
 
+from typing import Callable
+
 import torch
 from torch import nn
+
+from .errors import UserError
 
 
 def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -30,3 +34,15 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fra
         return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def build_schedule(scheduler_fn: Callable, optimizer: torch.optim.Optimizer, total_steps: int):
+    """`scheduler_fn(optimizer, total_steps=...)`, the one way the modules and the time budget lay a schedule
+    over a run. torch's OneCycleLR divides by zero when its warm-up is exactly one step (pct_start x steps
+    == 1): a one-line error instead of a traceback from inside torch."""
+    try:
+        return scheduler_fn(optimizer, total_steps=total_steps)
+    except ZeroDivisionError as err:
+        raise UserError(f"the learning-rate scheduler (distill.scheduler / finetune.scheduler) cannot spread its "
+                        f"warm-up over {total_steps} training steps (a one-cycle warm-up of one step divides by "
+                        f"zero): train a few steps more or fewer, or change its pct_start") from err

@@ -13,9 +13,9 @@ from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from distill.errors import UserError
 from distill.losses import hard_label_loss
 from distill.normalize import Normalize
+from distill.optim import build_schedule
 
 
 class TeacherModule(pl.LightningModule):
@@ -113,11 +113,5 @@ class TeacherModule(pl.LightningModule):
         optimizer = self.optimizer_fn(self.model.parameters())
         if self.scheduler_fn is None:
             return {"optimizer": optimizer}
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        try:
-            scheduler = self.scheduler_fn(optimizer, total_steps=total_steps)
-        except ZeroDivisionError as err:  # torch's OneCycleLR where pct_start * total_steps == 1
-            raise UserError(f"finetune.scheduler cannot spread its warm-up over {total_steps} training steps "
-                            f"(a one-cycle warm-up of one step divides by zero): train a few steps more or fewer, "
-                            f"or change finetune.scheduler.pct_start") from err
+        scheduler = build_schedule(self.scheduler_fn, optimizer, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -16,23 +16,22 @@ SMOKE=${1:-}
 ROOT=${ROOT:-/tmp/tune34}; CACHE=$ROOT/cache; mkdir -p $ROOT
 export MOBILEDISTILL_CACHE=$CACHE PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 DEADLINE=$(( $(date +%s) + ${BUDGET_S:-540} ))
-python3 - "$IMAGENETTE" $ROOT/split "$SMOKE" <<'PY'
+python3 - "$IMAGENETTE" $ROOT "$SMOKE" <<'PY'
 import sys; from pathlib import Path
-src, dst, smoke = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+src, root, smoke = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+
+def link(files, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (folder / f.name).exists() or (folder / f.name).symlink_to(f.resolve())
+
 for c in sorted(p.name for p in (src / "train").iterdir() if p.is_dir()):
     files = sorted((src / "train" / c).iterdir())
-    parts = {"train": files[:300], "val": files[300:]} if not smoke else {"train": files[:12], "val": files[300:306]}
-    for part, fs in parts.items():
-        (dst / part / c).mkdir(parents=True, exist_ok=True)
-        for f in fs:
-            link = dst / part / c / f.name
-            link.exists() or link.symlink_to(f.resolve())
-    if smoke:
-        for part, fs in (("train", files[:24]), ("val", files[300:306])):  # a small "whole" split too
-            (dst.parent / "full" / part / c).mkdir(parents=True, exist_ok=True)
-            for f in fs:
-                link = dst.parent / "full" / part / c / f.name
-                link.exists() or link.symlink_to(f.resolve())
+    link(files[:12] if smoke else files[:300], root / "split" / "train" / c)
+    link(files[300:306] if smoke else files[300:], root / "split" / "val" / c)
+    if smoke:  # a small stand-in for the whole split too
+        link(files[:24], root / "full" / "train" / c)
+        link(files[300:306], root / "full" / "val" / c)
 PY
 FULL=$IMAGENETTE; [ -n "$SMOKE" ] && FULL=$ROOT/full
 QUICK=(); TQUICK=()
