@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-
 from typing import Callable
 
 import torch
@@ -36,7 +35,8 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fra
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def build_schedule(scheduler_fn: Callable, optimizer: torch.optim.Optimizer, total_steps: int):
+def build_schedule(scheduler_fn: Callable, optimizer: torch.optim.Optimizer,
+                   total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     """`scheduler_fn(optimizer, total_steps=...)`, the one way the modules and the time budget lay a schedule
     over a run. torch's OneCycleLR divides by zero when its warm-up is exactly one step (pct_start x steps
     == 1): a one-line error instead of a traceback from inside torch."""
