@@ -58,14 +58,14 @@ def create_student(
     kwargs: dict[str, Any] = dict(num_classes=num_classes, drop_rate=drop_rate, **{
         k: list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for k, v in model_kwargs.items()})
     if name == V1_PREFIX:
-        kwargs.update(alpha=alpha, act=act, shallow=shallow, stem_stride=stem_stride)
+        kwargs.update(alpha=alpha, act=act, shallow=shallow, stem_stride=stem_stride, img_size=img_size)
     elif name.startswith(V1_PREFIX):  # a fixed-width variant such as mobilenet_v1_050
-        kwargs.update(act=act, stem_stride=stem_stride)
+        kwargs.update(act=act, stem_stride=stem_stride, img_size=img_size)
     elif name == SLIMMABLE:
         if alpha != 1.0:
             raise ValueError(f"student.alpha={alpha}: a slimmable student's widths are student.alpha_min to "
                              f"student.alpha_max")
-        kwargs.update(act=act, shallow=shallow, stem_stride=stem_stride)
+        kwargs.update(act=act, shallow=shallow, stem_stride=stem_stride, img_size=img_size)
     elif alpha != 1.0:
         raise ValueError(f"student.alpha={alpha} applies to mobilenet_v1 only; timm models carry their width "
                          f"in the name (e.g. mobilenetv2_050)")

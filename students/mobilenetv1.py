@@ -18,6 +18,7 @@ ARCH: tuple[tuple[int, int], ...] = (
 )
 SHALLOW_DROP = slice(6, 11)  # "shallow" MobileNet (Table 5) removes the five 14x14x512 blocks
 STEM_CHANNELS = 32
+DW_KERNEL = 3
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
 
 
@@ -31,25 +32,41 @@ def channel_plan(alpha: float, shallow: bool = False) -> list[int]:
     return [round_channels(c, alpha) for c in (STEM_CHANNELS, *arch)]
 
 
-class ConvBnAct(nn.Module):
-    """conv -> BN -> act; named so `students.export.fused_copy` can fold `bn` into `conv`."""
+def map_sizes(img_size: int, stem_stride: int, strides: list[int]) -> list[int]:
+    """The side of the map each separable block's depthwise conv sees, for a square input of `img_size`."""
+    side, sizes = (img_size - 1) // stem_stride + 1, []  # a 3x3 conv with padding 1: ceil(side / stride)
+    for stride in strides:
+        sizes.append(side)
+        side = (side - 1) // stride + 1
+    return sizes
 
-    def __init__(self, in_chs: int, out_chs: int, kernel: int, stride: int, groups: int, act: type[nn.Module]):
+
+class ConvBnAct(nn.Module):
+    """conv -> BN -> act; named so `students.export.fused_copy` can fold `bn` into `conv`.
+
+    `pad_first`: zero-pad in a layer of its own and convolve unpadded. The same numbers; it is for maps
+    smaller than the kernel, where torch's CPU backward of a padded depthwise conv is 5-10x slower than
+    that of the pre-padded one (BENCHMARKS.md, "Speed")."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel: int, stride: int, groups: int, act: type[nn.Module],
+                 pad_first: bool = False):
         super().__init__()
-        self.conv = nn.Conv2d(in_chs, out_chs, kernel, stride, kernel // 2, groups=groups, bias=False)
+        self.pad = nn.ZeroPad2d(kernel // 2) if pad_first else nn.Identity()
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel, stride, 0 if pad_first else kernel // 2, groups=groups,
+                              bias=False)
         self.bn = nn.BatchNorm2d(out_chs)
         self.act = act(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
+        return self.act(self.bn(self.conv(self.pad(x))))
 
 
 class SeparableBlock(nn.Sequential):
     """3x3 depthwise (does the striding) then 1x1 pointwise (mixes channels)."""
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int, act: type[nn.Module]):
+    def __init__(self, in_chs: int, out_chs: int, stride: int, act: type[nn.Module], pad_first: bool = False):
         super().__init__()
-        self.dw = ConvBnAct(in_chs, in_chs, 3, stride, groups=in_chs, act=act)
+        self.dw = ConvBnAct(in_chs, in_chs, 3, stride, groups=in_chs, act=act, pad_first=pad_first)
         self.pw = ConvBnAct(in_chs, out_chs, 1, 1, groups=1, act=act)
 
 
@@ -64,6 +81,9 @@ class MobileNetV1(nn.Module):
         shallow: drop the five 14x14x512 blocks (the paper's Table 5 "shallow" net).
         stem_stride: 2 as in the paper; 1 for small inputs (32-64 px) so the last feature map is not 1x1.
         in_chans: input channels.
+        img_size: the input size it is built for, if known: depthwise convs whose map is smaller than their
+            kernel at that size pad first (`ConvBnAct`), which only makes training faster. Any input size
+            still works, with the same numbers.
     """
 
     def __init__(
@@ -75,6 +95,7 @@ class MobileNetV1(nn.Module):
         shallow: bool = False,
         stem_stride: int = 2,
         in_chans: int = 3,
+        img_size: int | None = None,
     ):
         super().__init__()
         if not 0 < alpha <= 2:
@@ -90,7 +111,8 @@ class MobileNetV1(nn.Module):
 
         self.num_classes, self.alpha, self.drop_rate, self.shallow = num_classes, alpha, drop_rate, shallow
         self.stem = ConvBnAct(in_chans, plan[0], 3, stem_stride, groups=1, act=act_layer)
-        self.blocks = nn.Sequential(*(SeparableBlock(plan[i], plan[i + 1], stride, act_layer)
+        sizes = map_sizes(img_size, stem_stride, strides) if img_size else [DW_KERNEL] * len(strides)
+        self.blocks = nn.Sequential(*(SeparableBlock(plan[i], plan[i + 1], stride, act_layer, sizes[i] < DW_KERNEL)
                                       for i, stride in enumerate(strides)))
         self.num_features = plan[-1]
         self.global_pool = nn.AdaptiveAvgPool2d(1)

@@ -66,7 +66,8 @@ class SlimmableMobileNetV1(MobileNetV1):
         conv, bn = layer.conv, layer.bn
         depthwise = conv.groups > 1
         weight = conv.weight[:out] if depthwise else conv.weight[:out, : x.shape[1]]
-        x = F.conv2d(x, weight, None, conv.stride, conv.padding, conv.dilation, groups=out if depthwise else 1)
+        x = F.conv2d(layer.pad(x), weight, None, conv.stride, conv.padding, conv.dilation,
+                     groups=out if depthwise else 1)
         # Running statistics: updated at the widest width only, read at every width in eval mode.
         stats = not self.training or self.width == self.alpha_max
         return layer.act(F.batch_norm(x, bn.running_mean[:out] if stats else None,
