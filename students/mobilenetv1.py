@@ -66,7 +66,7 @@ class SeparableBlock(nn.Sequential):
 
     def __init__(self, in_chs: int, out_chs: int, stride: int, act: type[nn.Module], pad_first: bool = False):
         super().__init__()
-        self.dw = ConvBnAct(in_chs, in_chs, 3, stride, groups=in_chs, act=act, pad_first=pad_first)
+        self.dw = ConvBnAct(in_chs, in_chs, DW_KERNEL, stride, groups=in_chs, act=act, pad_first=pad_first)
         self.pw = ConvBnAct(in_chs, out_chs, 1, 1, groups=1, act=act)
 
 
@@ -111,8 +111,9 @@ class MobileNetV1(nn.Module):
 
         self.num_classes, self.alpha, self.drop_rate, self.shallow = num_classes, alpha, drop_rate, shallow
         self.stem = ConvBnAct(in_chans, plan[0], 3, stem_stride, groups=1, act=act_layer)
-        sizes = map_sizes(img_size, stem_stride, strides) if img_size else [DW_KERNEL] * len(strides)
-        self.blocks = nn.Sequential(*(SeparableBlock(plan[i], plan[i + 1], stride, act_layer, sizes[i] < DW_KERNEL)
+        pad_first = [side < DW_KERNEL for side in map_sizes(img_size, stem_stride, strides)] if img_size else \
+            [False] * len(strides)
+        self.blocks = nn.Sequential(*(SeparableBlock(plan[i], plan[i + 1], stride, act_layer, pad_first[i])
                                       for i, stride in enumerate(strides)))
         self.num_features = plan[-1]
         self.global_pool = nn.AdaptiveAvgPool2d(1)
