@@ -1,13 +1,14 @@
-"""What padding first saves: MobileNet v1 students built for their input size (`create_student(img_size=...)`,
-whose depthwise convs on maps smaller than the 3x3 kernel pad in a layer of their own) against the same nets
-padding inside the conv (built without a size), in the bare training step of `throughput.bare_loop`.
+"""What padding first saves: students built by `create_student` for their input size, whose depthwise convs on
+maps smaller than the kernel pad in a layer of their own (`mobilenet_v1`) or by a pre-hook (timm's students),
+against the same nets padding inside the conv (built as timm builds them), in the bare training step of
+`throughput.bare_loop`.
 
-    python benchmarks/pad_first.py                        # 32 px (the CIFAR recipe's students), 1 and 2 threads
+    python benchmarks/pad_first.py            # 32 px (the CIFAR recipe's size), 1 and 2 threads
 
-Both variants compute the same numbers (tests/test_students.py); at 32 px with the small-input stem only the
-last block's map (2x2) is smaller than the kernel. Repeats interleave the variants, so the ratio (the padded
-conv's step time / padding first's) holds on a machine whose speed drifts; compare ratios, not times.
-Writes benchmarks/results/pad_first.json.
+Both variants compute the same numbers (tests/test_students.py); at 32 px `mobilenet_v1` (small-input stem)
+has one such conv, the last block's on a 2x2 map, `mobilenetv2_050` 10 and `mobilenetv3_small_100` 7. Repeats
+interleave the variants, so the ratio (the padded conv's step time / padding first's) holds on a machine
+whose speed drifts; compare ratios, not times. Writes benchmarks/results/pad_first.json.
 """
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.5, 0.25])
+    parser.add_argument("--students", nargs="+", help="NAME or mobilenet_v1:ALPHA",
+                        default=["mobilenet_v1:1.0", "mobilenet_v1:0.5", "mobilenet_v1:0.25", "mobilenetv2_050",
+                                 "mobilenetv3_small_100"])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=30)
@@ -54,20 +57,21 @@ def main() -> None:
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for alpha in args.alphas:
+        for student in args.students:
+            name, _, alpha = student.partition(":")
             torch.manual_seed(0)
-            first = students.create_student(10, alpha=alpha, img_size=args.size)
-            inside = timm.create_model("mobilenet_v1", num_classes=10, alpha=alpha,
-                                       stem_stride=first.model_args["stem_stride"])
+            first = students.create_student(10, name=name, alpha=float(alpha or 1.0), img_size=args.size)
+            inside = timm.create_model(name, num_classes=10,
+                                       **{k: v for k, v in first.model_args.items() if k != "img_size"})
             inside.load_state_dict(first.state_dict())
             times = {"pad_first": [], "padded_conv": []}
             for _ in range(args.repeats):
                 times["pad_first"].append(step_ms(first, args.size, args.batch, args.steps))
                 times["padded_conv"].append(step_ms(inside, args.size, args.batch, args.steps))
             ratio = statistics.median(p / f for p, f in zip(times["padded_conv"], times["pad_first"]))
-            rows.append(dict(threads=threads, alpha=alpha, size=args.size, batch=args.batch, ratio=ratio,
+            rows.append(dict(threads=threads, student=student, size=args.size, batch=args.batch, ratio=ratio,
                              **{k: [round(v, 1) for v in vs] for k, vs in times.items()}))
-            print(f"threads {threads}  alpha {alpha:<4}  step ms: pad first {min(times['pad_first']):6.1f}  "
+            print(f"threads {threads}  {student:<22} step ms: pad first {min(times['pad_first']):6.1f}  "
                   f"padded conv {min(times['padded_conv']):6.1f}  ratio {ratio:.2f}x", flush=True)
     args.out.write_text(json.dumps(dict(cpu=torch.backends.cpu.get_cpu_capability(), torch=torch.__version__,
                                         rows=rows), indent=1) + "\n")

@@ -1,11 +1,14 @@
 """Build students by name, and write/read the standalone student file (safetensors + JSON)."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import timm
+import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
@@ -73,7 +76,45 @@ def create_student(
                     label_names=tuple(label_names) if label_names else None)
     model = timm.create_model(name, pretrained=False, pretrained_cfg_overlay=data_cfg, **kwargs)
     model.model_args = {k: v for k, v in kwargs.items() if k != "num_classes"}  # to rebuild it from the file
+    if not _builds_its_own_padding(name):
+        pad_first_on_small_maps(model, img_size)
     return model
+
+
+def _builds_its_own_padding(name: str) -> bool:
+    return name.startswith(V1_PREFIX) or name == SLIMMABLE  # `MobileNetV1(img_size=...)`
+
+
+def pad_first_on_small_maps(model: nn.Module, img_size: int) -> int:
+    """Make each depthwise conv whose map is smaller than its kernel at `img_size` pad its input first (a
+    forward pre-hook) and convolve unpadded: the same numbers, and there torch's CPU backward of the padded
+    conv is many times slower (BENCHMARKS.md, "Speed"). For timm's students, whose modules are timm's;
+    `mobilenet_v1` builds the same in. Returns how many convs changed."""
+    convs = [m for m in model.modules() if type(m) is nn.Conv2d and m.groups > 1 and m.padding_mode == "zeros"
+             and isinstance(m.padding, tuple) and any(m.padding)]
+    sides: dict[nn.Module, int] = {}
+
+    def record(module: nn.Module, args: tuple, out: torch.Tensor) -> None:  # (a hook's return replaces `out`)
+        sides[module] = min(args[0].shape[-2:])
+
+    hooks = [c.register_forward_hook(record) for c in convs]
+    training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, img_size, img_size))
+    finally:
+        model.train(training)
+        for hook in hooks:
+            hook.remove()
+    small = [c for c in convs if sides.get(c, img_size) < min(c.kernel_size)]
+    for conv in small:
+        (ph, pw), conv.padding = conv.padding, (0, 0)
+        conv.register_forward_pre_hook(functools.partial(_pad_input, pad=(pw, pw, ph, ph)))
+    return len(small)
+
+
+def _pad_input(module: nn.Module, args: tuple, pad: tuple[int, int, int, int]) -> tuple:
+    return (F.pad(args[0], pad), *args[1:])
 
 
 def save_student(model: nn.Module, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -112,4 +153,6 @@ def load_student(path: str | Path) -> nn.Module:
     model = timm.create_model(meta["model_name"], pretrained=True, pretrained_cfg_overlay=overlay,
                               num_classes=meta["num_classes"], **meta["model_args"])
     model.model_args = meta["model_args"]
+    if not _builds_its_own_padding(meta["model_name"]):
+        pad_first_on_small_maps(model, meta["img_size"])
     return model.eval()

@@ -87,6 +87,21 @@ def test_maps_smaller_than_the_kernel_pad_first_with_the_same_numbers():
         assert torch.allclose(*grads, rtol=1e-4, atol=1e-6) and grads[1].abs().max() > 0
 
 
+def test_timm_students_pad_first_on_small_maps_too(tmp_path):
+    """timm's students get the same by a pre-hook on their convs, again when rebuilt from the file."""
+    padded_first = lambda model: sum(bool(m._forward_pre_hooks) for m in model.modules() if isinstance(m, nn.Conv2d))
+    fast = students.create_student(10, name="mobilenetv2_050", img_size=32)
+    assert padded_first(fast) == 10  # its depthwise convs on 2x2 and 1x1 maps
+    assert padded_first(students.create_student(10, name="mobilenetv2_050", img_size=224)) == 0
+    plain = timm.create_model("mobilenetv2_050", num_classes=10)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    assert torch.allclose(fast.train()(x), plain.train()(x), atol=1e-5)
+    reloaded = students.load_student(students.save_student(fast.eval(), tmp_path / "student"))
+    assert padded_first(reloaded) == 10
+    assert torch.allclose(reloaded(x), plain.eval()(x), atol=1e-5) and plain(x).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("bad, match", [(dict(alpha=0.0), "alpha"), (dict(alpha=2.5), "alpha"),
                                         (dict(act="gelu"), "act"), (dict(img_size=8), "img_size"),
                                         (dict(name="not_a_model"), "student.name"),
