@@ -101,7 +101,8 @@ def pad_first_on_small_maps(model: nn.Module, img_size: int) -> int:
     training = model.training
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, 3, img_size, img_size))
+            channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+            model.eval()(torch.zeros(1, channels, img_size, img_size))
     finally:
         model.train(training)
         for hook in hooks:
