@@ -89,7 +89,8 @@ def pad_first_on_small_maps(model: nn.Module, img_size: int) -> int:
     """Make each depthwise conv whose map is smaller than its kernel at `img_size` pad its input first (a
     forward pre-hook) and convolve unpadded: the same numbers, and there torch's CPU backward of the padded
     conv is many times slower (BENCHMARKS.md, "Speed"). For timm's students, whose modules are timm's;
-    `mobilenet_v1` builds the same in. Returns how many convs changed."""
+    `mobilenet_v1` builds the same in as a layer of its own, since the slimmable student calls `F.conv2d` on
+    sliced weights, which a module hook would not see. Returns how many convs changed."""
     convs = [m for m in model.modules() if type(m) is nn.Conv2d and m.groups > 1 and m.padding_mode == "zeros"
              and isinstance(m.padding, tuple) and any(m.padding)]
     sides: dict[nn.Module, int] = {}

@@ -89,7 +89,9 @@ def test_maps_smaller_than_the_kernel_pad_first_with_the_same_numbers():
 
 def test_timm_students_pad_first_on_small_maps_too(tmp_path):
     """timm's students get the same by a pre-hook on their convs, again when rebuilt from the file."""
-    padded_first = lambda model: sum(bool(m._forward_pre_hooks) for m in model.modules() if isinstance(m, nn.Conv2d))
+    def padded_first(model: nn.Module) -> int:
+        return sum(bool(m._forward_pre_hooks) for m in model.modules() if isinstance(m, nn.Conv2d))
+
     fast = students.create_student(10, name="mobilenetv2_050", img_size=32)
     assert padded_first(fast) == 10  # its depthwise convs on 2x2 and 1x1 maps
     assert padded_first(students.create_student(10, name="mobilenetv2_050", img_size=224)) == 0
