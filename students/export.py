@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import sys
@@ -19,6 +20,7 @@ from torch import nn
 from torch.fx.experimental.optimization import fuse
 
 from distill.disk import write_json
+from distill.fold import split_norm_act
 
 from .cost import cost_report
 from .factory import load_student
@@ -29,12 +31,15 @@ TOLERANCE = 1e-4
 
 
 def fused_copy(model: nn.Module) -> nn.Module:
-    """Fold every conv -> BatchNorm pair into the conv (both are linear at inference): w' = w*g/s, b' = (b-mu)*g/s+beta."""
-    folded = fuse(model.eval())
+    """Fold every conv -> BatchNorm pair into the conv (both are linear at inference): w' = w*g/s, b' = (b-mu)*g/s+beta.
+    timm's students (BatchNormAct2d) are split first, so their norms fold too."""
+    model = copy.deepcopy(model).eval()
+    split_norm_act(model)
+    folded = fuse(model, inplace=True)
     remaining = [n for n in folded.graph.nodes if n.target is F.batch_norm] + \
         [m for m in folded.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if remaining:
-        raise RuntimeError(f"{len(remaining)} BatchNorm layers could not be folded (not preceded by a conv)")
+        raise ValueError(f"{len(remaining)} BatchNorm layers could not be folded (not preceded by a conv)")
     return folded
 
 
