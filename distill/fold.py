@@ -28,10 +28,10 @@ def fold_batchnorm_in_place(model: nn.Module) -> int:
     """Fold every BatchNorm2d that directly follows a Conv2d into that conv's weights, in place, and
     return how many were folded (timm's BatchNormAct2d too, split first: `split_norm_act`). Only for a
     frozen teacher in eval mode: the outputs stay the same (within float rounding), one pass over each
-    activation is saved (BENCHMARKS.md, "Speed"). Models that
-    torch.fx cannot trace are left as they are. (torch.fx's own `experimental.optimization.fuse`, which
-    `students.export` uses, returns a GraphModule, which drops the timm model's attributes
-    (pretrained_cfg, num_classes, ...) that the rest of the project reads; this folds in place.)"""
+    activation is saved (BENCHMARKS.md, "Speed"). Models that torch.fx cannot trace are left unfolded.
+    (torch.fx's own `experimental.optimization.fuse`, which `students.export` uses, returns a GraphModule,
+    which drops the timm model's attributes (pretrained_cfg, num_classes, ...) that the rest of the
+    project reads; this folds in place.)"""
     if model.training:
         raise ValueError("fold_batchnorm_in_place is for models in eval mode (a training step would update the BN statistics)")
     split_norm_act(model)
