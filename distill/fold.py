@@ -16,10 +16,9 @@ def split_norm_act(model: nn.Module) -> int:
     Return how many were split."""
     found = [(name, m) for name, m in model.named_modules() if type(m) is BatchNormAct2d]
     for name, m in found:
-        like = m.weight if m.weight is not None else m.running_mean  # (the device and dtype to build on)
-        factory = {"device": like.device, "dtype": like.dtype} if like is not None else {}
-        bn = nn.BatchNorm2d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, **factory)
-        bn.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith(("drop.", "act."))})
+        bn = nn.BatchNorm2d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+        bn.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith(("drop.", "act."))},
+                           assign=True)  # (its own tensors: their device and dtype)
         model.set_submodule(name, nn.Sequential(bn.train(m.training), m.drop, m.act))
     return len(found)
 

@@ -44,7 +44,7 @@ def test_distill_end_to_end(make_cfg, tmp_path):
 
 def _student_args(run: Path) -> dict:
     meta = json.loads((run / "student.json").read_text())
-    return dict(num_classes=meta["num_classes"], **{"img_size": meta["img_size"], **meta["model_args"]})
+    return {"num_classes": meta["num_classes"], "img_size": meta["img_size"], **meta["model_args"]}
 
 
 def test_teacher_stays_frozen(make_cfg, monkeypatch):
