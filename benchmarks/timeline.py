@@ -1,5 +1,8 @@
-"""The CIFAR recipe from nothing, as it ran: when each teacher stage and each job started and ended (from
-their logs' timestamps), its cache build, and what it scored. Usage: python timeline.py SWEEP_DIR STAGE_DIR..."""
+"""A recipe run, as it ran: when each teacher stage and each job started and ended (from their logs'
+timestamps), its cache build, and what it scored, as a Markdown table.
+
+    python benchmarks/timeline.py SWEEP_DIR STAGE_DIR...   # STAGE_DIR: paths.cache_dir/recipes/<recipe>/<teacher>
+"""
 import datetime as dt
 import json
 import re
