@@ -188,7 +188,9 @@ def test_recipe_multiruns_sweep_what_they_document(recipe, jobs, budgets, superv
     assert math.prod(len(values) for values in axes.values()) == jobs
 
 
-def test_cifar_recipe_runs_one_widths_two_label_budgets_side_by_side(tmp_path):
+@pytest.mark.parametrize("recipe, teacher", [("cifar10_recipe", "cifar10_teacher"),
+                                             ("imagenette_recipe", "imagenette_teacher")])
+def test_recipes_run_one_widths_two_label_budgets_side_by_side(recipe, teacher, tmp_path):
     """Two jobs at a time, and the sweep's order pairs the two label budgets of one width: their teacher
     stages start together, and each pair does about the same work. Each stage, on half the cores, gets the
     two stages' time: twice the stage's own budget."""
@@ -199,7 +201,7 @@ def test_cifar_recipe_runs_one_widths_two_label_budgets_side_by_side(tmp_path):
     from tests.conftest import CONF_DIR, compose_cfg
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["experiment=cifar10_recipe"], return_hydra_config=True)
+        cfg = compose(config_name="train", overrides=[f"experiment={recipe}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
     params = [f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()]
     jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)[0]
@@ -210,10 +212,10 @@ def test_cifar_recipe_runs_one_widths_two_label_budgets_side_by_side(tmp_path):
                for a, b in pairs)
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        stage = compose(config_name="train_teacher", overrides=["experiment=cifar10_teacher"])
-    recipe = compose_cfg(["experiment=cifar10_recipe", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
+        stage = compose(config_name="train_teacher", overrides=[f"experiment={teacher}"])
+    recipe_cfg = compose_cfg([f"experiment={recipe}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
     minutes = cfg.hydra.launcher.n_jobs * stage.callbacks.time_budget.minutes
-    assert f"callbacks.time_budget.minutes={minutes:g}" in recipe.teacher_stage.extra
+    assert f"callbacks.time_budget.minutes={minutes:g}" in recipe_cfg.teacher_stage.extra
 
 
 @pytest.mark.parametrize("recipe, epochs", [("cifar10_recipe", [22, 28, 50, 68]),
