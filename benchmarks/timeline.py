@@ -25,7 +25,7 @@ def minutes(a, b):
 
 
 sweep, stages = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
-rows, t0, t_end = [], None, None
+rows = []
 for stage in stages:
     log = list(lines(stage / "train_teacher.log"))
     top1 = json.loads((stage / "summary.json").read_text())["val/top1"]
@@ -39,9 +39,9 @@ for job in sorted((p for p in sweep.iterdir() if (p / "train.log").exists()), ke
                           if not o.startswith("experiment="))
     scored = (f"top-1 {100 * final['val/top1']:.2f} %, agreement {100 * final['val/agreement']:.2f} %"
               if final else "did not finish")
-    rows.append((f"job {job.name}: {overrides.strip()}", start, log[-1][0], cache, scored))
+    rows.append((f"job {job.name}: {overrides}", start, log[-1][0], cache, scored))
 t0, t_end = min(r[1] for r in rows), max(r[2] for r in rows)
-print(f"| what | start | end | minutes | of which caches | result |\n|---|---|---|---:|---:|---|")
+print("| what | start | end | minutes | of which caches | result |\n|---|---|---|---:|---:|---|")
 for name, a, b, cache, result in rows:
     print(f"| {name} | {a:%H:%M:%S} | {b:%H:%M:%S} | {minutes(a, b):.1f} | {'' if cache is None else f'{cache:.1f}'} | {result} |")
 print(f"\nfirst log line to last: {minutes(t0, t_end):.1f} min")

@@ -188,9 +188,8 @@ def test_recipe_multiruns_sweep_what_they_document(recipe, jobs, budgets, superv
     assert math.prod(len(values) for values in axes.values()) == jobs
 
 
-@pytest.mark.parametrize("recipe, teacher", [("cifar10_recipe", "cifar10_teacher"),
-                                             ("imagenette_recipe", "imagenette_teacher")])
-def test_recipes_run_one_widths_two_label_budgets_side_by_side(recipe, teacher, tmp_path):
+@pytest.mark.parametrize("recipe", ["cifar10_recipe", "imagenette_recipe"])
+def test_recipes_run_one_widths_two_label_budgets_side_by_side(recipe, tmp_path):
     """Two jobs at a time, and the sweep's order pairs the two label budgets of one width: their teacher
     stages start together, and each pair does about the same work. Each stage, on half the cores, gets the
     two stages' time: twice the stage's own budget."""
@@ -212,7 +211,7 @@ def test_recipes_run_one_widths_two_label_budgets_side_by_side(recipe, teacher, 
                for a, b in pairs)
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        stage = compose(config_name="train_teacher", overrides=[f"experiment={teacher}"])
+        stage = compose(config_name="train_teacher", overrides=[f"experiment={cfg.recipe_teacher}"])
     recipe_cfg = compose_cfg([f"experiment={recipe}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
     minutes = cfg.hydra.launcher.n_jobs * stage.callbacks.time_budget.minutes
     assert f"callbacks.time_budget.minutes={minutes:g}" in recipe_cfg.teacher_stage.extra
