@@ -67,15 +67,16 @@ def cache_name(kind: str, files: Sequence[Path], digest=None) -> str:
     what, version = digest or hashlib.sha256(), hashlib.sha256()
     for f in files:
         st = os.stat(f)
-        what.update(f"{os.path.abspath(f)}\n".encode())
+        what.update(f"{os.path.realpath(f)}\n".encode())
         version.update(f"{st.st_size}|{st.st_mtime_ns}\n".encode())
     return f"{kind}-{what.hexdigest()[:12]}-{version.hexdigest()[:12]}"
 
 
 def cache_path(root: str | Path, kind: str, files: Sequence[Path], digest=None, suffix: str = "") -> Path:
-    """`root/<kind>-<what>-<version><suffix>` for a cache made from `files`: <what> hashes their absolute
-    paths after whatever `digest` already holds (everything else the cache depends on), <version> their
-    sizes and mtimes, so a changed, moved or re-copied file changes the name.
+    """`root/<kind>-<what>-<version><suffix>` for a cache made from `files`: <what> hashes their real paths
+    (symlinks followed: two clones whose ../shared links to one data folder share its caches) after
+    whatever `digest` already holds (everything else the cache depends on), <version> their sizes and
+    mtimes, so a changed, moved or re-copied file changes the name.
 
     While no cache of this name exists, those of the same <what> and another <version> are deleted: they
     were made from files that have changed since, and no run can hit them again (re-copying a data folder

@@ -215,6 +215,18 @@ def test_a_changed_folder_replaces_its_decoded_array_and_keeps_other_folders(tmp
     assert left == {stem + suffix for stem in stems for suffix in (".npy", ".bad.json", ".sizes.json")}
 
 
+def test_a_folder_reached_through_a_symlink_shares_its_decoded_array(tmp_path):
+    """Two clones whose ../shared links to one data folder: the same files, one cache, not two."""
+    (tmp_path / "data").mkdir()
+    for i in range(4):
+        Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(tmp_path / "data" / f"{i}.png")
+    (tmp_path / "link").symlink_to(tmp_path / "data", target_is_directory=True)
+    decoded = [DistillDataModule({"teacher": 16, "student": 16}, unlabeled_dir=str(tmp_path / folder), batch_size=4,
+                                 num_workers=0, decoded_cache=str(tmp_path / "decoded")).train_set.decoded
+               for folder in ("data", "link")]
+    assert decoded[0] == decoded[1] and len(list((tmp_path / "decoded").glob("decoded-*.npy"))) == 1
+
+
 # Mixup / cutmix (data.mix) through the DataModule: the same for every view of a sample.
 
 def test_teacher_and_student_views_carry_the_same_mix(folders):
