@@ -3,11 +3,13 @@ check that an array on disk is whole, and atomic JSON writes."""
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
@@ -65,9 +67,15 @@ def write_json(path: Path, data: dict) -> None:
 def cache_name(kind: str, files: Sequence[Path], digest=None) -> str:
     """`<kind>-<what>-<version>`: `cache_path`'s name, computed from the files alone (no disk is touched)."""
     what, version = digest or hashlib.sha256(), hashlib.sha256()
+    real_dir = functools.cache(os.path.realpath)  # a folder's links resolved once, not once per file
     for f in files:
-        st = os.stat(f)
-        what.update(f"{os.path.realpath(f)}\n".encode())
+        st = os.lstat(f)
+        if stat.S_ISLNK(st.st_mode):  # a file that is itself a link (a split made of links): its target's
+            path, st = os.path.realpath(f), os.stat(f)
+        else:
+            head, tail = os.path.split(os.path.abspath(f))
+            path = os.path.join(real_dir(head), tail)
+        what.update(f"{path}\n".encode())
         version.update(f"{st.st_size}|{st.st_mtime_ns}\n".encode())
     return f"{kind}-{what.hexdigest()[:12]}-{version.hexdigest()[:12]}"
 
