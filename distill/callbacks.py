@@ -176,18 +176,22 @@ class TimeBudget(pl.Callback):
     total_steps=...)`, as `DistillModule` and `TeacherModule` do.
 
     Args:
-        minutes: the wall-time budget of the fit.
+        minutes: the budget of the fit, in minutes of the whole machine.
+        jobs_at_once: jobs sharing the machine side by side, each on its share of the cores (a multirun's
+            `hydra.launcher.n_jobs`): each gets `minutes * jobs_at_once` of wall time, the same machine time
+            as when they run one after the other.
         warmup_steps, measure_steps: steps left out of the timing (first-step allocations), steps timed.
         reserve: the fraction of the budget kept for what is not a training step.
         clock: seconds, monotonic (tests pass their own).
     """
 
-    def __init__(self, minutes: float | None, warmup_steps: int = 10, measure_steps: int = 30,
-                 reserve: float = 0.08, clock: Callable[[], float] = time.monotonic):
-        if minutes is not None and (minutes <= 0 or not 0 <= reserve < 1):
-            raise ValueError(f"callbacks.time_budget: minutes must be > 0 and reserve in [0, 1) "
-                             f"(got {minutes}, {reserve})")
-        self.minutes, self.warmup_steps, self.measure_steps = minutes, warmup_steps, measure_steps
+    def __init__(self, minutes: float | None, jobs_at_once: int = 1, warmup_steps: int = 10,
+                 measure_steps: int = 30, reserve: float = 0.08, clock: Callable[[], float] = time.monotonic):
+        if minutes is not None and (minutes <= 0 or jobs_at_once < 1 or not 0 <= reserve < 1):
+            raise ValueError(f"callbacks.time_budget: minutes must be > 0, jobs_at_once >= 1 and reserve in [0, 1) "
+                             f"(got {minutes}, {jobs_at_once}, {reserve})")
+        self.minutes = None if minutes is None else minutes * jobs_at_once  # wall time
+        self.warmup_steps, self.measure_steps = warmup_steps, measure_steps
         self.reserve, self.clock = reserve, clock
         self.total_steps: int | None = None  # the decided length; None: not decided yet (or not shortened)
         self.decided = minutes is None  # (None: no budget, nothing to decide)

@@ -42,9 +42,22 @@ def fast_precision(accelerator: str = "auto") -> str:
     return "bf16-mixed" if accelerator in ("cpu", "cuda") and bf16_fast(accelerator) else "32-true"
 
 
+def jobs_at_once() -> int:
+    """`${jobs_at_once:}`: how many jobs of this multirun share the machine side by side, each on its share of
+    the cores (`hydra/launcher=joblib`'s `n_jobs`; -1 all cores, -2 all but one, as joblib counts); 1 in a
+    single run, under a launcher that runs one job at a time, and where no Hydra run is set up."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return 1
+    n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs", default=None)
+    if n_jobs is None:
+        return 1
+    return max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1) + 1 + n_jobs)
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("pick", pick, replace=True)
     OmegaConf.register_new_resolver("fast_precision", fast_precision, replace=True)
+    OmegaConf.register_new_resolver("jobs_at_once", jobs_at_once, replace=True)
 
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:

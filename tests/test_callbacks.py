@@ -52,9 +52,9 @@ class StopAt(pl.Callback):
             trainer.should_stop = True  # (the run stops here; its last.ckpt is this step's)
 
 
-def fit(tmp_path, minutes, max_steps=100, ckpt_path=None, stop_at=None):
+def fit(tmp_path, minutes, max_steps=100, ckpt_path=None, stop_at=None, jobs_at_once=1):
     clock = StepClock()
-    budget = TimeBudget(minutes, warmup_steps=2, measure_steps=4, reserve=0.0, clock=clock)
+    budget = TimeBudget(minutes, jobs_at_once, warmup_steps=2, measure_steps=4, reserve=0.0, clock=clock)
     callbacks = [budget, pl.callbacks.ModelCheckpoint(tmp_path, save_last=True, save_top_k=0, every_n_train_steps=1)]
     if stop_at is not None:
         callbacks.append(StopAt(stop_at))
@@ -88,6 +88,12 @@ def test_a_run_over_budget_is_shortened_and_its_schedule_still_anneals(tmp_path)
     assert model.lrs[:6] == pytest.approx(one_cycle_lrs(100)[:6], rel=1e-6)
 
 
+def test_jobs_side_by_side_each_get_the_machine_time_of_the_budget(tmp_path):
+    trainer, model = fit(tmp_path, minutes=20 / 60, jobs_at_once=2)  # two jobs on half the cores: 2 x 20 s
+    assert trainer.global_step == 40
+    assert model.lrs[7:] == pytest.approx(one_cycle_lrs(40)[7:], rel=1e-6)
+
+
 def test_a_run_within_budget_is_untouched(tmp_path):
     trainer, model = fit(tmp_path, minutes=5, max_steps=60)  # 300 s for 60 steps of one second
     assert trainer.global_step == 60 and model.lrs == pytest.approx(one_cycle_lrs(60), rel=1e-6)
@@ -112,3 +118,5 @@ def test_a_resumed_run_keeps_the_shortened_length_and_schedule(tmp_path):
 def test_bad_budget_is_a_config_error():
     with pytest.raises(ValueError, match="time_budget"):
         TimeBudget(minutes=0)
+    with pytest.raises(ValueError, match="jobs_at_once"):
+        TimeBudget(minutes=5, jobs_at_once=0)

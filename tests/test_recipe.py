@@ -94,6 +94,7 @@ def test_recipe_trains_its_teacher_once_then_distils(folders, tmp_path):
     assert stage["teacher"].startswith("test_resnet")
     sidecar = json.loads(teacher_file.with_suffix(".json").read_text())
     assert sidecar["img_size"] == 64  # the teacher at 64 px, the student at 16
+    assert "callbacks.time_budget.jobs_at_once=1" in (teacher_file.parent / ".hydra" / "overrides.yaml").read_text()
     summary = json.loads((tmp_path / "distilled" / "summary.json").read_text())
     assert summary["train_images"] == 36 and summary["img_size"] == 16
     assert summary["soft_target_cache"]["train"]["teacher_images"] == 36
@@ -131,6 +132,8 @@ def test_recipe_multirun_trains_two_jobs_at_a_time_on_half_the_cores(folders, tm
     for budget in ("0.5", "1.0"):
         stage = tmp_path / f"cache/recipes/cifar10/cifar10_teacher-test_resnet-labels{budget}"
         assert (stage / "teacher.safetensors").is_file()
+        # each stage ran on half the cores, so with twice its time budget
+        assert "callbacks.time_budget.jobs_at_once=2" in (stage / ".hydra" / "overrides.yaml").read_text()
     assert "| 0.25 |" in (sweep / "sweep.md").read_text()
 
 
@@ -192,10 +195,14 @@ def test_recipe_multiruns_sweep_what_they_document(recipe, jobs, budgets, superv
 def test_recipes_run_one_widths_two_label_budgets_side_by_side(recipe, tmp_path):
     """Two jobs at a time, and the sweep's order pairs the two label budgets of one width: their teacher
     stages start together, and each pair does about the same work. Each stage, on half the cores, gets the
-    two stages' time: twice the stage's own budget."""
+    two stages' time: twice the stage's own budget, as many times as the launcher runs jobs at once."""
     from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+    from hydra.utils import instantiate
+    from omegaconf import open_dict
 
     from tests.conftest import CONF_DIR, compose_cfg
 
@@ -210,11 +217,24 @@ def test_recipes_run_one_widths_two_label_budgets_side_by_side(recipe, tmp_path)
     assert all({o for o in a if o.startswith("student.alpha")} == {o for o in b if o.startswith("student.alpha")}
                for a, b in pairs)
 
+    recipe_cfg = compose_cfg([f"experiment={recipe}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
+    for mode, n_jobs, at_once in ((RunMode.MULTIRUN, 2, 2), (RunMode.MULTIRUN, 1, 1), (RunMode.RUN, 2, 1)):
+        job_cfg = cfg.copy()
+        with open_dict(job_cfg):
+            job_cfg.hydra.mode, job_cfg.hydra.launcher.n_jobs = mode, n_jobs
+        HydraConfig.instance().set_config(job_cfg)  # as in a job of `python train.py -m experiment=...`
+        try:
+            assert f"callbacks.time_budget.jobs_at_once={at_once}" in list(recipe_cfg.teacher_stage.overrides)
+        finally:
+            HydraConfig.instance().cfg = None
+    assert "callbacks.time_budget.jobs_at_once=1" in list(recipe_cfg.teacher_stage.overrides)  # no Hydra run
+
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         stage = compose(config_name="train_teacher", overrides=[f"experiment={cfg.recipe_teacher}"])
-    recipe_cfg = compose_cfg([f"experiment={recipe}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
-    minutes = cfg.hydra.launcher.n_jobs * stage.callbacks.time_budget.minutes
-    assert f"callbacks.time_budget.minutes={minutes:g}" in recipe_cfg.teacher_stage.extra
+        side_by_side = compose(config_name="train_teacher", overrides=[
+            f"experiment={cfg.recipe_teacher}", "callbacks.time_budget.jobs_at_once=2"])
+    assert instantiate(side_by_side.callbacks.time_budget).minutes == 2 * stage.callbacks.time_budget.minutes
+    assert instantiate(stage.callbacks.time_budget).minutes == stage.callbacks.time_budget.minutes
 
 
 @pytest.mark.parametrize("recipe, epochs", [("cifar10_recipe", [22, 28, 50, 68]),
