@@ -234,7 +234,8 @@ def _fill(teacher, dataset, shapes, folder, seed, policy, batch_size, num_worker
                         worker_init_fn=loader_worker_init)
     try:
         with _sigterm_exits():
-            for b, batch in enumerate(tqdm(loader, desc="teacher soft targets", unit="batch", disable=ranks.rank > 0)):
+            bar = tqdm(loader, desc="teacher soft targets", unit="batch", mininterval=2, disable=ranks.rank > 0)
+            for b, batch in enumerate(bar):
                 out = teacher(batch["teacher"]).cpu()  # B,C
                 k, i = batch["view"].numpy(), batch["index"].numpy()
                 if topk:
