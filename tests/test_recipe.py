@@ -218,16 +218,18 @@ def test_recipes_run_one_widths_two_label_budgets_side_by_side(recipe, tmp_path)
                for a, b in pairs)
 
     recipe_cfg = compose_cfg([f"experiment={recipe}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
-    for mode, n_jobs, at_once in ((RunMode.MULTIRUN, 2, 2), (RunMode.MULTIRUN, 1, 1), (RunMode.RUN, 2, 1)):
-        job_cfg = cfg.copy()
-        with open_dict(job_cfg):
-            job_cfg.hydra.mode, job_cfg.hydra.launcher.n_jobs = mode, n_jobs
-        HydraConfig.instance().set_config(job_cfg)  # as in a job of `python train.py -m experiment=...`
-        try:
+    previous = HydraConfig.instance().cfg
+    try:
+        for mode, n_jobs, at_once in ((RunMode.MULTIRUN, 2, 2), (RunMode.MULTIRUN, 1, 1), (RunMode.RUN, 2, 1)):
+            job_cfg = cfg.copy()
+            with open_dict(job_cfg):
+                job_cfg.hydra.mode, job_cfg.hydra.launcher.n_jobs = mode, n_jobs
+            HydraConfig.instance().set_config(job_cfg)  # as in a job of `python train.py -m experiment=...`
             assert f"callbacks.time_budget.jobs_at_once={at_once}" in list(recipe_cfg.teacher_stage.overrides)
-        finally:
-            HydraConfig.instance().cfg = None
-    assert "callbacks.time_budget.jobs_at_once=1" in list(recipe_cfg.teacher_stage.overrides)  # no Hydra run
+        HydraConfig.instance().cfg = None
+        assert "callbacks.time_budget.jobs_at_once=1" in list(recipe_cfg.teacher_stage.overrides)  # no Hydra run
+    finally:
+        HydraConfig.instance().cfg = previous
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         stage = compose(config_name="train_teacher", overrides=[f"experiment={cfg.recipe_teacher}"])
