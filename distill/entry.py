@@ -15,6 +15,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from joblib import effective_n_jobs
 from omegaconf import DictConfig, OmegaConf
 
 from .console import quiet
@@ -44,14 +45,12 @@ def fast_precision(accelerator: str = "auto") -> str:
 
 def jobs_at_once() -> int:
     """`${jobs_at_once:}`: how many jobs of this multirun share the machine side by side, each on its share of
-    the cores (`hydra/launcher=joblib`'s `n_jobs`; -1 all cores, -2 all but one, as joblib counts); 1 in a
-    single run, under a launcher that runs one job at a time, and where no Hydra run is set up."""
+    the cores (`hydra/launcher=joblib`'s `n_jobs`, counted as joblib counts -1 and -2); 1 in a single run,
+    under a launcher that runs one job at a time, and where no Hydra run is set up."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return 1
     n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs", default=None)
-    if n_jobs is None:
-        return 1
-    return max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1) + 1 + n_jobs)
+    return 1 if n_jobs is None else effective_n_jobs(n_jobs)
 
 
 def register_resolvers() -> None:
