@@ -84,7 +84,8 @@ def create_teacher(
 
     Args:
         name: any timm model name (e.g. `resnet50`, `convnext_tiny`).
-        checkpoint_path: local weights (works offline); its sidecar supplies the fields below.
+        checkpoint_path: local weights (works offline); its sidecar supplies the fields below, and a student
+            file's (`student.safetensors`, teacher.name its `model_name`) the arguments that built it.
         pretrained: download timm's pretrained weights from the hub (needs network).
         num_classes: output classes; inferred from the checkpoint when omitted.
         img_size, mean, std: override the teacher's data config (default: timm's, or the sidecar's).
@@ -115,7 +116,10 @@ def create_teacher(
         std=tuple(std or meta.get("std") or ()) or None,
         label_names=tuple(label_names) if label_names else None,
     ).items() if v is not None}
-    kwargs = {"num_classes": num_classes} if num_classes else {}
+    # A student file's sidecar names the arguments that built it (width, stem stride): a distilled student
+    # can then teach a narrower one (a teacher assistant, Mirzadeh et al. 2020).
+    kwargs = dict(meta.get("model_args", {})) if meta.get("model_name") == name else {}
+    kwargs.update({"num_classes": num_classes} if num_classes else {})
     try:
         model = timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
     except Exception as err:

@@ -55,6 +55,19 @@ def test_safetensors_with_sidecar(tmp_path, source):
                                                     img_size=40))["input_size"] == (3, 40, 40)
 
 
+def test_a_student_file_teaches_as_it_was_built(tmp_path):
+    import students  # registers mobilenet_v1 with timm
+    torch.manual_seed(0)
+    student = students.create_student(4, alpha=0.5, img_size=32, label_names=list("abcd")).eval()
+    assert student.model_args["stem_stride"] == 1  # 32 px: not the default 2
+    path = students.save_student(student, tmp_path / "student")
+    teacher = create_teacher("mobilenet_v1", checkpoint_path=str(path))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(student(x), teacher(x))
+    assert resolve_model_data_config(teacher)["input_size"] == (3, 32, 32)
+    assert teacher.pretrained_cfg["label_names"] == ("a", "b", "c", "d")
+
+
 def test_classes_txt_is_read(tmp_path, source):
     torch.save(source.state_dict(), tmp_path / "t.pth")
     (tmp_path / "classes.txt").write_text("cat\ndog\nemu\n")
