@@ -85,7 +85,7 @@ def create_teacher(
     Args:
         name: any timm model name (e.g. `resnet50`, `convnext_tiny`).
         checkpoint_path: local weights (works offline); its sidecar supplies the fields below, and a student
-            file's (`student.safetensors`, teacher.name its `model_name`) the arguments that built it.
+            file's (`student.safetensors`) the arguments that built it; `name` must be the one it names.
         pretrained: download timm's pretrained weights from the hub (needs network).
         num_classes: output classes; inferred from the checkpoint when omitted.
         img_size, mean, std: override the teacher's data config (default: timm's, or the sidecar's).
@@ -118,7 +118,10 @@ def create_teacher(
     ).items() if v is not None}
     # A student file's sidecar names the arguments that built it (width, stem stride): a distilled student
     # can then teach a narrower one (a teacher assistant, Mirzadeh et al. 2020).
-    kwargs = dict(meta.get("model_args", {})) if meta.get("model_name") == name else {}
+    if meta.get("model_name", name) != name:  # another name would build another net, which the weights may fit
+        raise ValueError(f"teacher.checkpoint_path={checkpoint_path} holds a {meta['model_name']} "
+                         f"(its sidecar); set teacher.name={meta['model_name']}")
+    kwargs = dict(meta.get("model_args", {}))
     kwargs.update({"num_classes": num_classes} if num_classes else {})
     try:
         model = timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)

@@ -66,6 +66,8 @@ def test_a_student_file_teaches_as_it_was_built(tmp_path):
     assert torch.equal(student(x), teacher(x))
     assert resolve_model_data_config(teacher)["input_size"] == (3, 32, 32)
     assert teacher.pretrained_cfg["label_names"] == ("a", "b", "c", "d")
+    with pytest.raises(ValueError, match="set teacher.name=mobilenet_v1$"):  # its weights fit, its stride not
+        create_teacher("mobilenet_v1_050", checkpoint_path=str(path))
 
 
 def test_classes_txt_is_read(tmp_path, source):
