@@ -16,6 +16,7 @@ from timm.data import resolve_model_data_config
 from torch import nn
 
 from distill.disk import atomic_write
+from students import load_student
 
 from .subset import class_subset
 
@@ -116,13 +117,23 @@ def create_teacher(
         std=tuple(std or meta.get("std") or ()) or None,
         label_names=tuple(label_names) if label_names else None,
     ).items() if v is not None}
-    # A student file's sidecar names the arguments that built it (width, stem stride): a distilled student
-    # can then teach a narrower one (a teacher assistant, Mirzadeh et al. 2020).
     if meta.get("model_name", name) != name:  # another name would build another net, which the weights may fit
         raise ValueError(f"teacher.checkpoint_path={checkpoint_path} holds a {meta['model_name']} "
                          f"(its sidecar); set teacher.name={meta['model_name']}")
-    kwargs = dict(meta.get("model_args", {}))
-    kwargs.update({"num_classes": num_classes} if num_classes else {})
+    if meta.get("model_name"):  # a student file, rebuilt as it was trained (width, stem stride, padding), so a
+        model = load_student(checkpoint_path)  # distilled student can teach a narrower one (Mirzadeh et al. 2020)
+        model.pretrained_cfg = {**model.pretrained_cfg, **overlay}
+    else:
+        model = _create(name, pretrained, overlay, num_classes, state, checkpoint_path)
+    model.requires_grad_(False).eval()
+    model.teacher_name = name
+    model.recorded_top1 = meta.get("val_top1")  # its top-1 when trained, to compare with on the user's data
+    return class_subset(model, classes) if classes else model
+
+
+def _create(name: str, pretrained: bool, overlay: dict, num_classes: int | None,
+            state: dict[str, torch.Tensor] | None, checkpoint_path: str | None) -> nn.Module:
+    kwargs = {"num_classes": num_classes} if num_classes else {}
     try:
         model = timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
     except Exception as err:
@@ -137,10 +148,7 @@ def create_teacher(
             first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
             raise ValueError(f"teacher.checkpoint_path={checkpoint_path} does not fit timm's {name} ({first}); "
                              f"is teacher.name right?") from err
-    model.requires_grad_(False).eval()
-    model.teacher_name = name
-    model.recorded_top1 = meta.get("val_top1")  # its top-1 when trained, to compare with on the user's data
-    return class_subset(model, classes) if classes else model
+    return model
 
 
 def for_classes(model: nn.Module, class_names: Sequence[str]) -> nn.Module:
