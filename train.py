@@ -24,6 +24,7 @@ from distill.folders import class_folders, skipped_counts
 from distill.report import build_report, result_table, student_identity
 from distill.slimmable import TakeOutWidths
 from teachers import describe
+from teachers.assistant import teacher_assistant
 from teachers.subset import subset_for_folders
 
 log = logging.getLogger("train")
@@ -34,7 +35,8 @@ def distill(cfg: DictConfig, checkpoint: str | None) -> dict:
     """teacher -> student -> data -> module -> trainer, fit, then the student file and summary.json."""
     output_dir = Path(cfg.paths.output_dir)
     with user_errors():
-        teacher = instantiate(cfg.teacher)
+        teacher = (teacher_assistant(cfg.assistant, cfg.paths.output_dir, cfg.student.alpha)
+                   if cfg.get("assistant") is not None and cfg.distill.soft_weight else instantiate(cfg.teacher))
         if cfg.data.val_dir and not cfg.teacher.get("classes") and Path(cfg.data.val_dir).is_dir():
             teacher = subset_for_folders(teacher, class_folders(cfg.data.val_dir, "data.val_dir"))
         teacher_size = resolve_model_data_config(teacher)["input_size"][-1]

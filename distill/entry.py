@@ -27,9 +27,12 @@ log = logging.getLogger("train")
 Job = Callable[[DictConfig, "str | None"], dict]
 
 
-def pick(table: DictConfig, key):
-    """`${pick:${table},${key}}`: a config value chosen by another one, e.g. a recipe's epochs per alpha."""
+def pick(table: DictConfig, key, *default):
+    """`${pick:${table},${key}}`: a config value chosen by another one, e.g. a recipe's epochs per alpha;
+    `${pick:${table},${key},null}` gives null for a key the table lacks."""
     if key not in table:
+        if default:
+            return default[0]
         raise ValueError(f"no entry for {key!r} in {OmegaConf.to_container(table)}")
     return table[key]
 

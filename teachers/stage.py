@@ -23,16 +23,21 @@ class StageFailed(UserError):
     """The teacher stage's run failed; its own output above says why (train.py reports it in one line)."""
 
 
+# The file each entry point writes into its run directory.
+WRITES = {"train_teacher": "teacher.safetensors", "train": "student.safetensors"}
+
+
 def ensure_teacher(checkpoint_path: str, overrides: Sequence[str], extra: Sequence[str] = (),
                    entry: str = "train_teacher") -> Path:
     """Return `checkpoint_path`, first training it with `python -m {entry} *overrides *extra` if missing.
 
-    The file must be named teacher.safetensors: the stage writes it into its run directory."""
+    The file must be named as the entry writes it into its run directory (`WRITES`): teacher.safetensors for
+    train_teacher, student.safetensors for train (a teacher assistant, teachers.assistant)."""
     path = Path(checkpoint_path).expanduser().resolve()
     if path.is_file():
         return path
-    if path.name != "teacher.safetensors":
-        raise ValueError(f"teacher_stage: checkpoint_path={checkpoint_path} must end in teacher.safetensors "
+    if path.name != WRITES[entry]:
+        raise ValueError(f"teacher_stage: checkpoint_path={checkpoint_path} must end in {WRITES[entry]} "
                          f"(the stage's run directory is its folder)")
     run_dir = path.parent
     with locked(run_dir / ".stage.lock"):  # parallel jobs of a sweep: one trains, the others wait for its file

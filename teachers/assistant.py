@@ -1,0 +1,75 @@
+"""A teacher assistant (Mirzadeh et al. 2020): a narrow student learns from a distilled wider one.
+
+With `assistant=A` the run's student learns not from `teacher` but from the student of width A that the
+same command distils from it (the run's overrides with student.alpha=A). That student is the finished run
+of that command beside this run's directory, such as another job of the same sweep (the CIFAR recipe's
+α = 1.0 for its 0.25), waited for while it runs. With none there, it is trained first into this run's
+`assistant/` folder: an ordinary train.py run, continued from its last checkpoint if it was killed.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+from torch import nn
+
+from distill.disk import locked
+from distill.resume import LOCK, command_of, is_finished
+
+from .factory import create_teacher, read_sidecar
+from .stage import ensure_teacher
+
+log = logging.getLogger(__name__)
+
+
+def assistant_command(overrides: Sequence[str], alpha: float) -> list[str]:
+    """The command that distils the assistant: `overrides` at width `alpha`, with no assistant of its own."""
+    kept = [o for o in overrides if not o.startswith(("student.alpha=", "assistant=", "resume="))]
+    return [*kept, f"student.alpha={alpha}"]
+
+
+def _key(overrides: Sequence[str]) -> list[str]:
+    def alpha_as_number(o: str) -> str:  # a sweep's "student.alpha=1" is the assistant's "student.alpha=1.0"
+        name, _, value = o.partition("=")
+        try:
+            return f"{name}={float(value)}" if name == "student.alpha" else o
+        except ValueError:
+            return o
+
+    return command_of([alpha_as_number(o) for o in overrides if not o.startswith("assistant=")])
+
+
+def find_finished(run_dir: Path, command: Sequence[str]) -> Path | None:
+    """The student file of a finished run of `command` beside `run_dir`, after waiting for one still running."""
+    if not run_dir.parent.is_dir():
+        return None
+    for run in sorted(run_dir.parent.iterdir()):
+        overrides = run / ".hydra" / "overrides.yaml"
+        if run.resolve() == run_dir or not overrides.is_file() or _key(OmegaConf.load(overrides)) != _key(command):
+            continue
+        if not is_finished(run) and (run / LOCK).is_file():
+            log.info("teacher assistant: waiting for %s (its run of the assistant's command) to end", run)
+            with locked(run / LOCK):  # held by that run's process until it exits
+                pass
+        if is_finished(run) and (run / "student.safetensors").is_file():
+            return run / "student.safetensors"
+    return None
+
+
+def teacher_assistant(alpha: float, run_dir: str | Path, student_alpha: float) -> nn.Module:
+    """The distilled student of width `alpha` as a frozen teacher for this run's narrower student."""
+    if float(alpha) == float(student_alpha):
+        raise ValueError(f"assistant={alpha} is this run's own width; give a wider one or assistant=null")
+    if not HydraConfig.initialized():
+        raise ValueError("assistant= rebuilds the run's command line: run it through train.py")
+    run_dir = Path(run_dir).resolve()
+    command = assistant_command(HydraConfig.get().overrides.task, alpha)
+    path = find_finished(run_dir, command)
+    if path is None:
+        log.info("teacher assistant: no finished run of student.alpha=%s beside this one; training it first", alpha)
+        path = ensure_teacher(str(run_dir / "assistant" / "student.safetensors"), command, entry="train")
+    log.info("teacher assistant: %s", path)
+    return create_teacher(read_sidecar(path)["model_name"], checkpoint_path=str(path))
