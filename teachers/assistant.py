@@ -61,6 +61,8 @@ def find_finished(run_dir: Path, command: Sequence[str]) -> Path | None:
 
 def teacher_assistant(alpha: float, run_dir: str | Path, student_alpha: float) -> nn.Module:
     """The distilled student of width `alpha` as a frozen teacher for this run's narrower student."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise ValueError(f"assistant={alpha!r}: give a student width such as 1.0, or null")
     if float(alpha) == float(student_alpha):
         raise ValueError(f"assistant={alpha} is this run's own width; give a wider one or assistant=null")
     if not HydraConfig.initialized():

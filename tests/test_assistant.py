@@ -50,6 +50,8 @@ def test_the_assistant_is_the_finished_run_of_its_command_waited_for(tmp_path):
     assert find_finished(me, assistant_command(mine, 0.75)) is None
     with pytest.raises(ValueError, match="own width"):
         teacher_assistant(0.25, me, 0.25)
+    with pytest.raises(ValueError, match="a student width such as 1.0"):
+        teacher_assistant("wide", me, 0.25)
 
 
 def _recipe_args(folders, tmp_path) -> list[str]:
