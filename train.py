@@ -35,7 +35,7 @@ def distill(cfg: DictConfig, checkpoint: str | None) -> dict:
     """teacher -> student -> data -> module -> trainer, fit, then the student file and summary.json."""
     output_dir = Path(cfg.paths.output_dir)
     with user_errors():
-        teacher = (teacher_assistant(cfg.assistant, cfg.paths.output_dir, cfg.student.alpha)
+        teacher = (teacher_assistant(cfg.assistant, output_dir, cfg.student.alpha)
                    if cfg.get("assistant") is not None and cfg.distill.soft_weight else instantiate(cfg.teacher))
         if cfg.data.val_dir and not cfg.teacher.get("classes") and Path(cfg.data.val_dir).is_dir():
             teacher = subset_for_folders(teacher, class_folders(cfg.data.val_dir, "data.val_dir"))
