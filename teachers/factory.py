@@ -99,9 +99,10 @@ def create_teacher(
         raise ValueError("set either teacher.checkpoint_path or teacher.pretrained=true, not both")
     state, meta = None, {}
     if checkpoint_path:
-        state = load_state_dict(checkpoint_path)
         meta = read_sidecar(checkpoint_path)
-        found = _classifier_rows(name, state) or meta.get("num_classes")
+        if not meta.get("model_name"):  # a student file's weights are read once, by load_student below
+            state = load_state_dict(checkpoint_path)
+        found = (state is not None and _classifier_rows(name, state)) or meta.get("num_classes")
         if num_classes is not None and found is not None and num_classes != found:
             raise ValueError(f"teacher.num_classes={num_classes} but {checkpoint_path} has {found} classes; "
                              f"drop the override or fix the checkpoint")
