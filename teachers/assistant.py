@@ -9,6 +9,7 @@ of that command beside this run's directory, such as another job of the same swe
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -42,14 +43,20 @@ def _key(overrides: Sequence[str]) -> list[str]:
     return command_of([alpha_as_number(o) for o in overrides if not o.startswith("assistant=")])
 
 
-def find_finished(run_dir: Path, command: Sequence[str]) -> Path | None:
-    """The student file of a finished run of `command` beside `run_dir`, after waiting for one still running."""
+def find_finished(run_dir: Path, command: Sequence[str], starting_s: float = 120.0) -> Path | None:
+    """The student file of a finished run of `command` beside `run_dir`, after waiting for one still running.
+
+    A run with no lock yet is starting: a sweep's jobs start together, so the assistant's job may not have
+    taken its lock when this one looks. It gets `starting_s` to take it (one that failed before never does)."""
     if not run_dir.parent.is_dir():
         return None
     for run in sorted(run_dir.parent.iterdir()):
         overrides = run / ".hydra" / "overrides.yaml"
         if run.resolve() == run_dir or not overrides.is_file() or _key(OmegaConf.load(overrides)) != _key(command):
             continue
+        deadline = time.monotonic() + starting_s
+        while not is_finished(run) and not (run / LOCK).is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
         if not is_finished(run) and (run / LOCK).is_file():
             log.info("teacher assistant: waiting for %s (its run of the assistant's command) to end", run)
             with locked(run / LOCK):  # held by that run's process until it exits

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from distill.resume import claim
+from distill.resume import claim, is_finished
 from teachers.assistant import assistant_command, find_finished, teacher_assistant
 from tests.helpers import run_cli
 
@@ -52,6 +52,30 @@ def test_the_assistant_is_the_finished_run_of_its_command_waited_for(tmp_path):
         teacher_assistant(0.25, me, 0.25)
     with pytest.raises(ValueError, match="a student width such as 1.0"):
         teacher_assistant("wide", me, 0.25)
+
+
+def test_a_sweep_job_not_started_yet_is_given_time_to_take_its_lock(tmp_path):
+    """A sweep's jobs start together: the assistant's job may not hold its lock yet when the narrow one looks.
+    It is waited for; one that never takes its lock (it failed before) is given up after `starting_s`."""
+    me = _job(tmp_path, "1", ["student.alpha=0.25"])
+    starting = _job(tmp_path, "0", ["student.alpha=1.0"])
+
+    def start_then_end():
+        time.sleep(0.3)
+        lock = claim(starting)
+        time.sleep(0.3)
+        _finish(starting)
+        lock.close()
+
+    threading.Thread(target=start_then_end).start()
+    started = time.monotonic()
+    assert find_finished(me, ["student.alpha=1.0"], starting_s=30) == starting / "student.safetensors"
+    assert time.monotonic() - started >= 0.5
+    failed = _job(tmp_path / "other", "0", ["student.alpha=1.0"])
+    started = time.monotonic()
+    assert find_finished(_job(tmp_path / "other", "1", ["student.alpha=0.25"]), ["student.alpha=1.0"],
+                         starting_s=0.3) is None
+    assert 0.3 <= time.monotonic() - started < 5 and not is_finished(failed)
 
 
 def _recipe_args(folders, tmp_path) -> list[str]:
