@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -24,6 +25,7 @@ from .factory import create_teacher, read_sidecar
 from .stage import ensure_teacher
 
 log = logging.getLogger(__name__)
+OVERRIDES = Path(".hydra") / "overrides.yaml"
 
 
 def assistant_command(overrides: Sequence[str], alpha: float) -> list[str]:
@@ -43,16 +45,24 @@ def _key(overrides: Sequence[str]) -> list[str]:
     return command_of([alpha_as_number(o) for o in overrides if not o.startswith("assistant=")])
 
 
-def find_finished(run_dir: Path, command: Sequence[str], starting_s: float = 120.0) -> Path | None:
+def _runs_beside(run_dir: Path) -> list[Path]:
+    return [r for r in sorted(run_dir.parent.iterdir()) if r.resolve() != run_dir and (r / OVERRIDES).is_file()]
+
+
+def find_finished(run_dir: Path, command: Sequence[str], earlier_jobs: int = 0,
+                  starting_s: float = 120.0) -> Path | None:
     """The student file of a finished run of `command` beside `run_dir`, after waiting for one still running.
 
-    A run with no lock yet is starting: a sweep's jobs start together, so the assistant's job may not have
-    taken its lock when this one looks. It gets `starting_s` to take it (one that failed before never does)."""
+    A sweep's jobs start together, so the assistant's job may not have made its directory (`earlier_jobs`:
+    the sweep's jobs numbered before this one), or taken its lock, when this one looks. Each gets
+    `starting_s` to (a job that failed before never does)."""
     if not run_dir.parent.is_dir():
         return None
-    for run in sorted(run_dir.parent.iterdir()):
-        overrides = run / ".hydra" / "overrides.yaml"
-        if run.resolve() == run_dir or not overrides.is_file() or _key(OmegaConf.load(overrides)) != _key(command):
+    deadline = time.monotonic() + starting_s
+    while len(_runs_beside(run_dir)) < earlier_jobs and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for run in _runs_beside(run_dir):
+        if _key(OmegaConf.load(run / OVERRIDES)) != _key(command):
             continue
         deadline = time.monotonic() + starting_s
         while not is_finished(run) and not (run / LOCK).is_file() and time.monotonic() < deadline:
@@ -75,8 +85,9 @@ def teacher_assistant(alpha: float, run_dir: str | Path, student_alpha: float) -
     if not HydraConfig.initialized():
         raise ValueError("assistant= rebuilds the run's command line: run it through train.py")
     run_dir = Path(run_dir).resolve()
-    command = assistant_command(HydraConfig.get().overrides.task, alpha)
-    path = find_finished(run_dir, command)
+    hydra = HydraConfig.get()
+    command = assistant_command(hydra.overrides.task, alpha)
+    path = find_finished(run_dir, command, earlier_jobs=int(hydra.job.num) if hydra.mode == RunMode.MULTIRUN else 0)
     if path is None:
         log.info("teacher assistant: no finished run of student.alpha=%s beside this one; training it first", alpha)
         path = ensure_teacher(str(run_dir / "assistant" / "student.safetensors"), command, entry="train")

@@ -54,13 +54,15 @@ def test_the_assistant_is_the_finished_run_of_its_command_waited_for(tmp_path):
         teacher_assistant("wide", me, 0.25)
 
 
-def test_a_sweep_job_not_started_yet_is_given_time_to_take_its_lock(tmp_path):
-    """A sweep's jobs start together: the assistant's job may not hold its lock yet when the narrow one looks.
-    It is waited for; one that never takes its lock (it failed before) is given up after `starting_s`."""
+def test_a_sweep_job_not_started_yet_is_waited_for(tmp_path):
+    """A sweep's jobs start together: the assistant's job (numbered before this one) may not have made its
+    directory, nor taken its lock, when the narrow one looks. It is waited for; one that never shows up or
+    never takes its lock (it failed before) is given up after `starting_s`."""
     me = _job(tmp_path, "1", ["student.alpha=0.25"])
-    starting = _job(tmp_path, "0", ["student.alpha=1.0"])
 
     def start_then_end():
+        time.sleep(0.3)
+        starting = _job(tmp_path, "0", ["student.alpha=1.0"])
         time.sleep(0.3)
         lock = claim(starting)
         time.sleep(0.3)
@@ -69,13 +71,14 @@ def test_a_sweep_job_not_started_yet_is_given_time_to_take_its_lock(tmp_path):
 
     threading.Thread(target=start_then_end).start()
     started = time.monotonic()
-    assert find_finished(me, ["student.alpha=1.0"], starting_s=30) == starting / "student.safetensors"
-    assert time.monotonic() - started >= 0.5
-    failed = _job(tmp_path / "other", "0", ["student.alpha=1.0"])
+    assert find_finished(me, ["student.alpha=1.0"], earlier_jobs=1, starting_s=30) == tmp_path / "0" / "student.safetensors"
+    assert time.monotonic() - started >= 0.8
+    other = tmp_path / "other"
+    failed = _job(other, "0", ["student.alpha=1.0"])
     started = time.monotonic()
-    assert find_finished(_job(tmp_path / "other", "1", ["student.alpha=0.25"]), ["student.alpha=1.0"],
+    assert find_finished(_job(other, "2", ["student.alpha=0.25"]), ["student.alpha=1.0"], earlier_jobs=2,
                          starting_s=0.3) is None
-    assert 0.3 <= time.monotonic() - started < 5 and not is_finished(failed)
+    assert 0.6 <= time.monotonic() - started < 5 and not is_finished(failed)
 
 
 def _recipe_args(folders, tmp_path) -> list[str]:
