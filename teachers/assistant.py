@@ -3,8 +3,9 @@
 With `assistant=A` the run's student learns not from `teacher` but from the student of width A that the
 same command distils from it (the run's overrides with student.alpha=A). That student is the finished run
 of that command beside this run's directory, such as another job of the same sweep (the CIFAR recipe's
-α = 1.0 for its 0.25 with `recipe_assistant='{0.25: 1.0}'`), waited for while it runs. With none there, it is trained first into this run's
-`assistant/` folder: an ordinary train.py run, continued from its last checkpoint if it was killed.
+α = 1.0 for its 0.25 with `recipe_assistant='{0.25: 1.0}'`), waited for while it runs. With none there, it
+is trained first into this run's `assistant/` folder: an ordinary train.py run, continued from its last
+checkpoint if it was killed.
 """
 from __future__ import annotations
 

@@ -71,7 +71,8 @@ def test_a_sweep_job_not_started_yet_is_waited_for(tmp_path):
 
     threading.Thread(target=start_then_end).start()
     started = time.monotonic()
-    assert find_finished(me, ["student.alpha=1.0"], earlier_jobs=1, starting_s=30) == tmp_path / "0" / "student.safetensors"
+    found = find_finished(me, ["student.alpha=1.0"], earlier_jobs=1, starting_s=30)
+    assert found == tmp_path / "0" / "student.safetensors"
     assert time.monotonic() - started >= 0.8
     other = tmp_path / "other"
     failed = _job(other, "0", ["student.alpha=1.0"])
