@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -46,6 +46,12 @@ def _key(overrides: Sequence[str]) -> list[str]:
     return command_of([alpha_as_number(o) for o in overrides if not o.startswith("assistant=")])
 
 
+def _wait_for(ready: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def _runs_beside(run_dir: Path) -> list[Path]:
     return [r for r in sorted(run_dir.parent.iterdir()) if r.resolve() != run_dir and (r / OVERRIDES).is_file()]
 
@@ -59,15 +65,11 @@ def find_finished(run_dir: Path, command: Sequence[str], earlier_jobs: int = 0,
     `starting_s` to (a job that failed before never does)."""
     if not run_dir.parent.is_dir():
         return None
-    deadline = time.monotonic() + starting_s
-    while len(_runs_beside(run_dir)) < earlier_jobs and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_for(lambda: len(_runs_beside(run_dir)) >= earlier_jobs, starting_s)
     for run in _runs_beside(run_dir):
         if _key(OmegaConf.load(run / OVERRIDES)) != _key(command):
             continue
-        deadline = time.monotonic() + starting_s
-        while not is_finished(run) and not (run / LOCK).is_file() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        _wait_for(lambda: is_finished(run) or (run / LOCK).is_file(), starting_s)
         if not is_finished(run) and (run / LOCK).is_file():
             log.info("teacher assistant: waiting for %s (its run of the assistant's command) to end", run)
             with locked(run / LOCK):  # held by that run's process until it exits
