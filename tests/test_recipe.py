@@ -94,7 +94,7 @@ def test_recipe_trains_its_teacher_once_then_distils(folders, tmp_path):
     assert stage["teacher"].startswith("test_resnet")
     sidecar = json.loads(teacher_file.with_suffix(".json").read_text())
     assert sidecar["img_size"] == 64  # the teacher at 64 px, the student at 16
-    assert "callbacks.time_budget.jobs_at_once=1" in (teacher_file.parent / ".hydra" / "overrides.yaml").read_text()
+    assert "- jobs_at_once=1\n" in (teacher_file.parent / ".hydra" / "overrides.yaml").read_text()
     summary = json.loads((tmp_path / "distilled" / "summary.json").read_text())
     assert summary["train_images"] == 36 and summary["img_size"] == 16
     assert summary["soft_target_cache"]["train"]["teacher_images"] == 36
@@ -133,7 +133,7 @@ def test_recipe_multirun_trains_two_jobs_at_a_time_on_half_the_cores(folders, tm
         stage = tmp_path / f"cache/recipes/cifar10/cifar10_teacher-test_resnet-labels{budget}"
         assert (stage / "teacher.safetensors").is_file()
         # each stage ran on half the cores, so with twice its time budget
-        assert "callbacks.time_budget.jobs_at_once=2" in (stage / ".hydra" / "overrides.yaml").read_text()
+        assert "- jobs_at_once=2\n" in (stage / ".hydra" / "overrides.yaml").read_text()
     assert "| 0.25 |" in (sweep / "sweep.md").read_text()
 
 
@@ -225,18 +225,22 @@ def test_recipes_run_one_widths_two_label_budgets_side_by_side(recipe, tmp_path)
             with open_dict(job_cfg):
                 job_cfg.hydra.mode, job_cfg.hydra.launcher.n_jobs = mode, n_jobs
             HydraConfig.instance().set_config(job_cfg)  # as in a job of `python train.py -m experiment=...`
-            assert f"callbacks.time_budget.jobs_at_once={at_once}" in list(recipe_cfg.teacher_stage.overrides)
+            assert f"jobs_at_once={at_once}" in list(recipe_cfg.teacher_stage.overrides)
         HydraConfig.instance().cfg = None
-        assert "callbacks.time_budget.jobs_at_once=1" in list(recipe_cfg.teacher_stage.overrides)  # no Hydra run
+        assert "jobs_at_once=1" in list(recipe_cfg.teacher_stage.overrides)  # no Hydra run
     finally:
         HydraConfig.instance().cfg = previous
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         stage = compose(config_name="train_teacher", overrides=[f"experiment={cfg.recipe_teacher}"])
         side_by_side = compose(config_name="train_teacher", overrides=[
-            f"experiment={cfg.recipe_teacher}", "callbacks.time_budget.jobs_at_once=2"])
+            f"experiment={cfg.recipe_teacher}", "jobs_at_once=2"])
+        # a user's stage experiment without a time budget still takes the stage's override
+        unbudgeted = compose(config_name="train_teacher", overrides=[
+            f"experiment={cfg.recipe_teacher}", "callbacks.time_budget=null", "jobs_at_once=2"])
     assert instantiate(side_by_side.callbacks.time_budget).minutes == 2 * stage.callbacks.time_budget.minutes
     assert instantiate(stage.callbacks.time_budget).minutes == stage.callbacks.time_budget.minutes
+    assert unbudgeted.callbacks.time_budget is None and unbudgeted.jobs_at_once == 2
 
 
 @pytest.mark.parametrize("recipe, epochs", [("cifar10_recipe", [22, 28, 50, 68]),
